@@ -1,0 +1,50 @@
+# Set-up and everyday commands. Everything runs inside .venv/, which `make venv` creates with a
+# Python >= 3.12 found by .ci/find-python (override with `make venv PYTHON=/path/to/python3.12`).
+
+SHELL := bash
+.DEFAULT_GOAL := help
+
+VENV        := .venv
+VENV_PY     := $(VENV)/bin/python
+STAMP       := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help venv demo test test-fast lint clean
+
+help:
+	@echo "make venv       create .venv (Python >= 3.12) and install -e .[test]"
+	@echo "make demo       run the end-to-end example (python -m icechunk.demo)"
+	@echo "make test       run the whole test suite (extra args: PYTEST_ARGS='...')"
+	@echo "make test-fast  skip the slow suites (-m 'not slow')"
+	@echo "make lint       ruff check src tests"
+	@echo "make clean      remove .venv and caches"
+
+venv: $(STAMP)
+
+$(VENV_PY):
+	@py="$$(PYTHON='$(PYTHON)' bash .ci/find-python)" || exit 1; \
+	echo "creating $(VENV) with $$py ($$($$py -V 2>&1))"; \
+	"$$py" -m venv $(VENV)
+
+# Re-install only when pyproject.toml changes (or the venv is new).
+$(STAMP): pyproject.toml | $(VENV_PY)
+	$(VENV_PY) -m pip install --quiet --upgrade pip
+	$(VENV_PY) -m pip install --quiet -e '.[test]'
+	@touch $@
+
+demo: $(STAMP)
+	$(VENV_PY) -m icechunk.demo
+
+test: $(STAMP)
+	$(VENV_PY) -m pytest -q $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(VENV_PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .ruff_cache .hypothesis .cache
+	find . -name __pycache__ -type d -prune -not -path './.git/*' -exec rm -rf {} +
+	find . -name '*.egg-info' -type d -prune -not -path './.git/*' -exec rm -rf {} +

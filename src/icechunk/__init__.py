@@ -1,0 +1,83 @@
+"""A pure-Python implementation of Icechunk: transactional, versioned Zarr v3 storage.
+
+``import icechunk as ic`` offers the API of the official icechunk package, and the
+repositories it writes follow the Icechunk format (spec version 2), so either
+implementation reads what the other wrote.
+"""
+
+from icechunk.config import (
+    CompressionConfig,
+    ManifestConfig,
+    ManifestSplitCondition,
+    ManifestSplitDimCondition,
+    ManifestSplittingConfig,
+    RepositoryConfig,
+)
+from icechunk.exceptions import (
+    AlreadyExistsError,
+    BranchNotFoundError,
+    ConflictError,
+    CorruptObjectError,
+    IcechunkError,
+    InvalidInputError,
+    NodeNotFoundError,
+    NotFoundError,
+    ObjectNotFoundError,
+    PreconditionFailedError,
+    ReadOnlyError,
+    RefNotFoundError,
+    RepositoryExistsError,
+    RepositoryNotFoundError,
+    SnapshotNotFoundError,
+    StorageError,
+    TagNotFoundError,
+    UnsupportedSpecVersionError,
+)
+from icechunk.format.snapshot import ManifestFileInfo
+from icechunk.repository import Diff, Repository, SnapshotInfo
+from icechunk.session import Session
+from icechunk.storage import (
+    Storage,
+    in_memory_storage,
+    local_filesystem_storage,
+)
+from icechunk.store import IcechunkStore
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AlreadyExistsError",
+    "BranchNotFoundError",
+    "CompressionConfig",
+    "ConflictError",
+    "CorruptObjectError",
+    "Diff",
+    "IcechunkError",
+    "IcechunkStore",
+    "InvalidInputError",
+    "ManifestConfig",
+    "ManifestFileInfo",
+    "ManifestSplitCondition",
+    "ManifestSplitDimCondition",
+    "ManifestSplittingConfig",
+    "NodeNotFoundError",
+    "NotFoundError",
+    "ObjectNotFoundError",
+    "PreconditionFailedError",
+    "ReadOnlyError",
+    "RefNotFoundError",
+    "Repository",
+    "RepositoryConfig",
+    "RepositoryExistsError",
+    "RepositoryNotFoundError",
+    "Session",
+    "SnapshotInfo",
+    "SnapshotNotFoundError",
+    "Storage",
+    "StorageError",
+    "TagNotFoundError",
+    "UnsupportedSpecVersionError",
+    "__version__",
+    "in_memory_storage",
+    "local_filesystem_storage",
+]

@@ -1,0 +1,37 @@
+"""The uncommitted changes of a writable session."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from icechunk.format.manifest import ChunkCoords, ChunkPayload
+
+
+@dataclass(slots=True)
+class NodeChange:
+    """A node created in this session, or one whose zarr.json changed."""
+
+    id: str
+    path: str
+    user_data: bytes
+    is_array: bool
+    is_new: bool
+
+
+@dataclass
+class ChangeSet:
+    #: created or updated nodes, by path
+    nodes: dict[str, NodeChange] = field(default_factory=dict)
+    #: nodes of the base snapshot deleted in this session: path -> node id
+    deleted: dict[str, str] = field(default_factory=dict)
+    #: chunk writes per node id; None marks a deleted chunk
+    chunks: dict[str, dict[ChunkCoords, ChunkPayload | None]] = field(default_factory=dict)
+    #: smallest chunk grid an existing array had during the session (resizes)
+    min_grid: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+    def is_empty(self) -> bool:
+        return not (self.nodes or self.deleted or any(self.chunks.values()))
+
+    def drop_node(self, node_id: str) -> None:
+        self.chunks.pop(node_id, None)
+        self.min_grid.pop(node_id, None)

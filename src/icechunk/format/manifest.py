@@ -1,0 +1,234 @@
+"""Manifest files (``manifests/<id>``): chunk references of one or more arrays.
+
+:class:`Manifest` is a lazy view over the decoded flatbuffer: looking up a chunk
+binary-searches the sorted reference vector in place, so opening a manifest with
+a million references costs one decompression, not a million Python objects.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import zstandard
+
+from icechunk.exceptions import CorruptObjectError
+from icechunk.format import flatbuf as fb
+from icechunk.format.header import FileType, decode_file, encode_file
+from icechunk.format.ids import encode_base32, id12_to_bytes, id8_to_bytes
+
+_u32 = struct.Struct("<I").unpack_from
+
+
+@dataclass(frozen=True, slots=True)
+class InlineChunk:
+    """Chunk bytes stored in the manifest itself."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NativeChunk:
+    """Bytes ``[offset, offset+length)`` of the object ``chunks/<chunk_id>``."""
+
+    chunk_id: str
+    offset: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualChunk:
+    """A byte range of an object outside the repository."""
+
+    location: str
+    offset: int
+    length: int
+    etag: str | None = None
+    last_modified: int | None = None  # seconds since the epoch
+
+
+ChunkPayload = InlineChunk | NativeChunk | VirtualChunk
+ChunkCoords = tuple[int, ...]
+
+
+class Manifest:
+    """Read access to one manifest file."""
+
+    __slots__ = ("id", "size_bytes", "_root", "_arrays", "_dictionary")
+
+    def __init__(self, manifest_id: str, payload: bytes, size_bytes: int) -> None:
+        self.id = manifest_id
+        self.size_bytes = size_bytes
+        self._root = fb.Table.root(payload)
+        self._arrays: dict[str, fb.Table] = {}
+        for t in self._root.required_tables(1, "arrays"):
+            raw = t.struct(0, 8)
+            if raw is None:
+                raise fb.FlatbufferError("array node id missing")
+            if not t.has(1):
+                raise fb.FlatbufferError("array refs missing")
+            self._arrays[encode_base32(raw)] = t
+        self._dictionary: zstandard.ZstdDecompressor | None = None
+
+    @property
+    def node_ids(self) -> list[str]:
+        return list(self._arrays)
+
+    def num_refs(self, node_id: str | None = None) -> int:
+        if node_id is None:
+            return sum(t.vector_len(1) for t in self._arrays.values())
+        t = self._arrays.get(node_id)
+        return t.vector_len(1) if t is not None else 0
+
+    def lookup(self, node_id: str, coords: ChunkCoords) -> ChunkPayload | None:
+        """The reference for one chunk, or None if this manifest does not hold it."""
+        t = self._arrays.get(node_id)
+        if t is None:
+            return None
+        lo, hi = 0, t.vector_len(1)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            ref = t.table_at(1, mid)
+            index = tuple(ref.scalar_vector(0, "u32") or ())
+            if index == coords:
+                return self._payload(ref)
+            if index < coords:
+                lo = mid + 1
+            else:
+                hi = mid
+        return None
+
+    def iter_refs(self, node_id: str) -> Iterator[tuple[ChunkCoords, ChunkPayload]]:
+        """Every reference of an array, in index order."""
+        t = self._arrays.get(node_id)
+        if t is None:
+            return
+        for ref in t.tables(1) or []:
+            yield tuple(ref.scalar_vector(0, "u32") or ()), self._payload(ref)
+
+    def iter_coords(self, node_id: str) -> Iterator[ChunkCoords]:
+        t = self._arrays.get(node_id)
+        if t is None:
+            return
+        for ref in t.tables(1) or []:
+            yield tuple(ref.scalar_vector(0, "u32") or ())
+
+    def _payload(self, ref: fb.Table) -> ChunkPayload:
+        raw_id = ref.struct(4, 12)
+        if raw_id is not None:
+            return NativeChunk(encode_base32(raw_id), ref.scalar(2, "u64"), ref.scalar(3, "u64"))
+        location = None
+        compressed = ref.byte_vector(8)
+        if compressed is not None:
+            location = self._decompress_location(compressed)
+        else:
+            location = ref.string(5)
+        if location is not None:
+            modified = ref.scalar(7, "u32")
+            return VirtualChunk(
+                location,
+                ref.scalar(2, "u64"),
+                ref.scalar(3, "u64"),
+                ref.string(6),
+                modified or None,
+            )
+        data = ref.byte_vector(1)
+        if data is None:
+            raise CorruptObjectError(f"manifest {self.id} is corrupt: chunk reference without data")
+        return InlineChunk(data)
+
+    def _decompress_location(self, compressed: bytes) -> str:
+        if self._dictionary is None:
+            raw = self._root.byte_vector(2)
+            dict_data = zstandard.ZstdCompressionDict(raw) if raw else None
+            self._dictionary = zstandard.ZstdDecompressor(dict_data=dict_data)
+        try:
+            obj = self._dictionary.decompressobj()
+            return obj.decompress(compressed).decode("utf-8")
+        except (zstandard.ZstdError, UnicodeDecodeError) as err:
+            raise CorruptObjectError(
+                f"manifest {self.id} is corrupt: bad compressed location: {err}"
+            ) from None
+
+
+def decode_manifest(data: bytes, expected_id: str) -> Manifest:
+    what = f"manifest {expected_id}"
+    _, payload = decode_file(data, FileType.MANIFEST, what)
+    try:
+        manifest = Manifest(expected_id, payload, len(data))
+        raw = manifest._root.struct(0, 12)  # noqa: SLF001
+    except (fb.FlatbufferError, struct.error, IndexError, ValueError) as err:
+        raise CorruptObjectError(f"{what} is corrupt: {err}") from None
+    if raw is None or encode_base32(raw) != expected_id:
+        raise CorruptObjectError(f"{what} is corrupt: it holds a different manifest id")
+    return manifest
+
+
+def encode_manifest(
+    manifest_id: str,
+    arrays: Iterable[tuple[str, Sequence[tuple[ChunkCoords, ChunkPayload]]]],
+    *,
+    compression_level: int = 3,
+) -> bytes:
+    """Encode a manifest. ``arrays`` holds (node id, refs sorted by coords) pairs."""
+    b = fb.new_builder(1 << 16)
+    array_offs = []
+    for node_id, refs in sorted(arrays, key=lambda a: a[0]):
+        ref_offs = [_encode_ref(b, coords, payload) for coords, payload in refs]
+        refs_vec = fb.offset_vector(b, ref_offs)
+        b.StartObject(3)
+        fb.add_struct(b, 0, id8_to_bytes(node_id))
+        b.PrependUOffsetTRelativeSlot(1, refs_vec, 0)
+        array_offs.append(b.EndObject())
+    arrays_vec = fb.offset_vector(b, array_offs)
+    b.StartObject(5)
+    fb.add_struct(b, 0, id12_to_bytes(manifest_id))
+    b.PrependUOffsetTRelativeSlot(1, arrays_vec, 0)
+    b.PrependUint8(0)  # compression_algorithm = none, written explicitly (default is 1)
+    b.Slot(3)
+    root = b.EndObject()
+    return encode_file(FileType.MANIFEST, fb.finish(b, root), level=compression_level)
+
+
+def _encode_ref(b: object, coords: ChunkCoords, payload: ChunkPayload) -> int:
+    index = fb.scalar_vector(b, coords, "u32")
+    if isinstance(payload, InlineChunk):
+        data = b.CreateByteVector(payload.data)
+        b.StartObject(10)
+        b.PrependUOffsetTRelativeSlot(0, index, 0)
+        b.PrependUOffsetTRelativeSlot(1, data, 0)
+        return b.EndObject()
+    if isinstance(payload, NativeChunk):
+        b.StartObject(10)
+        b.PrependUOffsetTRelativeSlot(0, index, 0)
+        b.PrependUint64Slot(2, payload.offset, 0)
+        b.PrependUint64Slot(3, payload.length, 0)
+        fb.add_struct(b, 4, id12_to_bytes(payload.chunk_id))
+        return b.EndObject()
+    location = b.CreateString(payload.location)
+    etag = b.CreateString(payload.etag) if payload.etag is not None else None
+    b.StartObject(10)
+    b.PrependUOffsetTRelativeSlot(0, index, 0)
+    b.PrependUint64Slot(2, payload.offset, 0)
+    b.PrependUint64Slot(3, payload.length, 0)
+    b.PrependUOffsetTRelativeSlot(5, location, 0)
+    if etag is not None:
+        b.PrependUOffsetTRelativeSlot(6, etag, 0)
+    if payload.last_modified:
+        b.PrependUint32Slot(7, payload.last_modified, 0)
+    return b.EndObject()
+
+
+def extents_of(coords: Iterable[ChunkCoords], ndim: int) -> tuple[tuple[int, int], ...]:
+    """Bounding box [from, to) of chunk coordinates."""
+    lo = [2**32 - 1] * ndim
+    hi = [0] * ndim
+    for c in coords:
+        for d in range(ndim):
+            v = c[d]
+            if v < lo[d]:
+                lo[d] = v
+            if v + 1 > hi[d]:
+                hi[d] = v + 1
+    return tuple(zip(lo, hi, strict=True))

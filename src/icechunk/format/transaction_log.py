@@ -1,0 +1,127 @@
+"""Transaction logs (``transactions/<snapshot id>``): what one commit changed."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from icechunk.exceptions import CorruptObjectError
+from icechunk.format import flatbuf as fb
+from icechunk.format.header import FileType, decode_file, encode_file
+from icechunk.format.ids import encode_base32, id8_to_bytes, id12_to_bytes
+
+NODE_TYPE_GROUP = 0
+NODE_TYPE_ARRAY = 1
+
+
+@dataclass(frozen=True, slots=True)
+class MoveOperation:
+    from_path: str
+    to_path: str
+    node_id: str
+    node_type: int  # NODE_TYPE_GROUP / NODE_TYPE_ARRAY
+
+
+@dataclass(slots=True)
+class TransactionLog:
+    id: str
+    new_groups: set[str] = field(default_factory=set)
+    new_arrays: set[str] = field(default_factory=set)
+    deleted_groups: set[str] = field(default_factory=set)
+    deleted_arrays: set[str] = field(default_factory=set)
+    updated_arrays: set[str] = field(default_factory=set)
+    updated_groups: set[str] = field(default_factory=set)
+    updated_chunks: dict[str, set[tuple[int, ...]]] = field(default_factory=dict)
+    moved_nodes: list[MoveOperation] = field(default_factory=list)
+
+
+_ID_LISTS = (
+    (1, "new_groups"),
+    (2, "new_arrays"),
+    (3, "deleted_groups"),
+    (4, "deleted_arrays"),
+    (5, "updated_arrays"),
+    (6, "updated_groups"),
+)
+
+
+def decode_transaction_log(data: bytes, expected_id: str) -> TransactionLog:
+    what = f"transaction log {expected_id}"
+    _, payload = decode_file(data, FileType.TRANSACTION_LOG, what)
+    try:
+        root = fb.Table.root(payload)
+        raw = root.struct(0, 12)
+        if raw is None or encode_base32(raw) != expected_id:
+            raise fb.FlatbufferError("it holds a different id")
+        log = TransactionLog(expected_id)
+        for field_id, name in _ID_LISTS:
+            ids = root.struct_vector(field_id, 8)
+            if ids is None:
+                raise fb.FlatbufferError(f"required field {name!r} is missing")
+            setattr(log, name, {encode_base32(i) for i in ids})
+        for t in root.required_tables(7, "updated_chunks"):
+            node = t.struct(0, 8)
+            if node is None:
+                raise fb.FlatbufferError("node id missing")
+            log.updated_chunks[encode_base32(node)] = {
+                tuple(c.scalar_vector(0, "u32") or ()) for c in t.required_tables(1, "chunks")
+            }
+        for t in root.tables(8) or []:
+            node = t.struct(2, 8)
+            log.moved_nodes.append(
+                MoveOperation(
+                    t.string(0) or "",
+                    t.string(1) or "",
+                    encode_base32(node) if node else "",
+                    t.scalar(3, "u8"),
+                )
+            )
+        return log
+    except (fb.FlatbufferError, struct.error, IndexError, UnicodeDecodeError, ValueError) as err:
+        raise CorruptObjectError(f"{what} is corrupt: {err}") from None
+
+
+def _segment_key(path: str) -> tuple[str, ...]:
+    return tuple(path.split("/"))
+
+
+def encode_transaction_log(log: TransactionLog, *, compression_level: int = 3) -> bytes:
+    b = fb.new_builder(1024)
+    lists = {
+        name: fb.struct_vector(b, [id8_to_bytes(i) for i in sorted(getattr(log, name))], 8, 1)
+        for _, name in _ID_LISTS
+    }
+    chunk_offs = []
+    for node_id in sorted(log.updated_chunks):
+        coords = []
+        for c in sorted(log.updated_chunks[node_id]):
+            vec = fb.scalar_vector(b, c, "u32")
+            b.StartObject(1)
+            b.PrependUOffsetTRelativeSlot(0, vec, 0)
+            coords.append(b.EndObject())
+        coords_vec = fb.offset_vector(b, coords)
+        b.StartObject(2)
+        fb.add_struct(b, 0, id8_to_bytes(node_id))
+        b.PrependUOffsetTRelativeSlot(1, coords_vec, 0)
+        chunk_offs.append(b.EndObject())
+    updated_chunks = fb.offset_vector(b, chunk_offs)
+    move_offs = []
+    for move in sorted(log.moved_nodes, key=lambda m: _segment_key(m.to_path)):
+        src = b.CreateString(move.from_path)
+        dst = b.CreateString(move.to_path)
+        b.StartObject(4)
+        b.PrependUOffsetTRelativeSlot(0, src, 0)
+        b.PrependUOffsetTRelativeSlot(1, dst, 0)
+        fb.add_struct(b, 2, id8_to_bytes(move.node_id))
+        b.PrependUint8(move.node_type)
+        b.Slot(3)
+        move_offs.append(b.EndObject())
+    moved = fb.offset_vector(b, move_offs)
+    b.StartObject(10)
+    fb.add_struct(b, 0, id12_to_bytes(log.id))
+    for field_id, name in _ID_LISTS:
+        b.PrependUOffsetTRelativeSlot(field_id, lists[name], 0)
+    b.PrependUOffsetTRelativeSlot(7, updated_chunks, 0)
+    b.PrependUOffsetTRelativeSlot(8, moved, 0)
+    root = b.EndObject()
+    return encode_file(FileType.TRANSACTION_LOG, fb.finish(b, root), level=compression_level)

@@ -1,0 +1,559 @@
+"""Session: a read view of one snapshot, plus (when writable) a change set and commit."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from icechunk import keys
+from icechunk._sync import run
+from icechunk.changeset import ChangeSet, NodeChange
+from icechunk.exceptions import (
+    ConflictError,
+    IcechunkError,
+    InvalidInputError,
+    NodeNotFoundError,
+    ReadOnlyError,
+)
+from icechunk.format.ids import new_id8, new_id12
+from icechunk.format.manifest import (
+    ChunkCoords,
+    ChunkPayload,
+    InlineChunk,
+    Manifest,
+    NativeChunk,
+    decode_manifest,
+    encode_manifest,
+    extents_of,
+)
+from icechunk.format.repo_info import RepoInfo, SnapshotEntry, Update, UpdateKind
+from icechunk.format.snapshot import (
+    ArrayData,
+    ManifestFileInfo,
+    ManifestRef,
+    NodeSnapshot,
+    Snapshot,
+    encode_snapshot,
+)
+from icechunk.format.transaction_log import TransactionLog, encode_transaction_log
+from icechunk.repository import Diff, diff_from_logs, now_us
+from icechunk.storage.base import ByteRange
+from icechunk.zarr_meta import ArrayMeta, parse_array_meta, parse_node_type
+
+if TYPE_CHECKING:
+    from icechunk.repository import Repository
+    from icechunk.store import IcechunkStore
+
+_MAX_CONCURRENT_WRITES = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """A node as this session sees it."""
+
+    id: str
+    path: str
+    user_data: bytes
+    is_array: bool
+    base: NodeSnapshot | None  # the same node in the base snapshot, if it existed there
+
+    @property
+    def meta(self) -> ArrayMeta:
+        return parse_array_meta(self.user_data)
+
+
+class Session:
+    """A view of one snapshot; writable sessions collect changes and commit them."""
+
+    def __init__(
+        self,
+        repo: Repository,
+        snapshot: Snapshot,
+        *,
+        branch: str | None,
+        read_only: bool,
+    ) -> None:
+        self._repo = repo
+        self._snapshot = snapshot
+        self._branch = branch
+        self._read_only = read_only
+        self._changes = ChangeSet()
+        self._store: IcechunkStore | None = None
+
+    def __repr__(self) -> str:
+        mode = "read-only" if self._read_only else "writable"
+        return f"<icechunk.Session {mode} branch={self._branch!r} snapshot={self.snapshot_id}>"
+
+    def __getstate__(self) -> Any:
+        raise IcechunkError(
+            "a Session cannot be pickled: to write from other processes or dask workers, "
+            "use session.fork() (coming in a later version) and merge the forks back"
+        )
+
+    # ------------------------------------------------------------------
+    # properties
+
+    @property
+    def store(self) -> IcechunkStore:
+        """The zarr store of this session."""
+        from icechunk.store import IcechunkStore
+
+        if self._store is None:
+            self._store = IcechunkStore(self)
+        return self._store
+
+    @property
+    def snapshot_id(self) -> str:
+        return self._snapshot.id
+
+    @property
+    def branch(self) -> str | None:
+        return self._branch
+
+    @property
+    def read_only(self) -> bool:
+        return self._read_only
+
+    @property
+    def repository(self) -> Repository:
+        return self._repo
+
+    @property
+    def has_uncommitted_changes(self) -> bool:
+        return not self._changes.is_empty()
+
+    def discard_changes(self) -> None:
+        """Forget every uncommitted change."""
+        self._check_writable()
+        self._changes = ChangeSet()
+
+    def status(self) -> Diff:
+        """The uncommitted changes, as a Diff."""
+        log = self._transaction_log("")
+        return diff_from_logs([log], self._snapshot, self._preview_snapshot())
+
+    def _check_writable(self) -> None:
+        if self._read_only:
+            raise ReadOnlyError(
+                "this session is read-only (a read-only session, or one that already "
+                "committed): start a new one with repo.writable_session(branch)"
+            )
+
+    # ------------------------------------------------------------------
+    # nodes
+
+    def get_node(self, path: str) -> Node | None:
+        change = self._changes.nodes.get(path)
+        if change is not None:
+            base = None if change.is_new else self._snapshot.nodes.get(path)
+            return Node(change.id, path, change.user_data, change.is_array, base)
+        if path in self._changes.deleted:
+            return None
+        base = self._snapshot.nodes.get(path)
+        if base is None:
+            return None
+        return Node(base.id, path, base.user_data, base.is_array, base)
+
+    def iter_nodes(self) -> Iterator[Node]:
+        """Every node in this session's view (unordered)."""
+        for path in self._snapshot.nodes:
+            if path not in self._changes.nodes and path not in self._changes.deleted:
+                node = self.get_node(path)
+                if node is not None:
+                    yield node
+        for path in list(self._changes.nodes):
+            node = self.get_node(path)
+            if node is not None:
+                yield node
+
+    def set_metadata(self, path: str, user_data: bytes) -> None:
+        """Create or update the node at ``path`` from its zarr.json document."""
+        self._check_writable()
+        node_type = parse_node_type(user_data)
+        is_array = node_type == "array"
+        meta = parse_array_meta(user_data) if is_array else None
+        existing = self.get_node(path)
+        if existing is not None and existing.is_array != is_array:
+            self.delete_node(path, recursive=False)
+            existing = None
+        if existing is None:
+            self._changes.nodes[path] = NodeChange(new_id8(), path, user_data, is_array, True)
+            return
+        if existing.user_data == user_data:
+            return
+        is_new = existing.base is None
+        if not is_new and existing.base is not None and existing.base.user_data == user_data:
+            self._changes.nodes.pop(path, None)  # back to the committed metadata
+        else:
+            self._changes.nodes[path] = NodeChange(
+                existing.id, path, user_data, is_array, is_new
+            )
+        if meta is not None and existing.is_array:
+            self._on_resize(existing, meta)
+
+    def _on_resize(self, node: Node, meta: ArrayMeta) -> None:
+        grid = meta.grid
+        old = self._changes.min_grid.get(node.id)
+        if old is None and node.base is not None:
+            old = parse_array_meta(node.base.user_data).grid
+        if old is not None and len(old) == len(grid):
+            self._changes.min_grid[node.id] = tuple(min(a, b) for a, b in zip(old, grid))
+        chunks = self._changes.chunks.get(node.id)
+        if chunks:
+            for coords in [c for c in chunks if not meta.in_bounds(c)]:
+                del chunks[coords]
+
+    def delete_node(self, path: str, *, recursive: bool = True) -> None:
+        """Delete a node (and, by default, everything below it)."""
+        self._check_writable()
+        paths = [path]
+        if recursive:
+            prefix = "/" if path == "/" else path + "/"
+            paths += [n.path for n in self.iter_nodes() if n.path.startswith(prefix)]
+        for p in paths:
+            node = self.get_node(p)
+            if node is None:
+                continue
+            self._changes.nodes.pop(p, None)
+            self._changes.drop_node(node.id)
+            if node.base is not None:
+                self._changes.deleted[p] = node.id
+
+    # ------------------------------------------------------------------
+    # chunks
+
+    def _min_grid_excludes(self, node: Node, coords: ChunkCoords) -> bool:
+        grid = self._changes.min_grid.get(node.id)
+        return grid is not None and any(c >= g for c, g in zip(coords, grid))
+
+    async def chunk_payload(self, node: Node, coords: ChunkCoords) -> ChunkPayload | None:
+        """The reference of one chunk as this session sees it (None: not written)."""
+        if not node.meta.in_bounds(coords):
+            return None
+        changes = self._changes.chunks.get(node.id)
+        if changes is not None and coords in changes:
+            return changes[coords]
+        if node.base is None or node.base.id != node.id or self._min_grid_excludes(node, coords):
+            return None
+        array = node.base.array
+        if array is None:
+            return None
+        for ref in array.manifests:
+            if ref.contains(coords):
+                manifest = await self._repo._objects.manifest(ref.manifest_id)
+                return manifest.lookup(node.id, coords)
+        return None
+
+    async def get_chunk(
+        self, node: Node, coords: ChunkCoords, byte_range: ByteRange | None = None
+    ) -> bytes | None:
+        payload = await self.chunk_payload(node, coords)
+        if payload is None:
+            return None
+        return await self._repo._objects.chunk_bytes(payload, byte_range)
+
+    async def set_chunk(self, node: Node, coords: ChunkCoords, data: bytes) -> None:
+        self._check_writable()
+        if not node.meta.in_bounds(coords):
+            raise InvalidInputError(
+                f"chunk {list(coords)} is outside the chunk grid {list(node.meta.grid)} "
+                f"of array {node.path}"
+            )
+        if len(data) <= self._repo.config.effective_inline_threshold:
+            payload: ChunkPayload = InlineChunk(bytes(data))
+        else:
+            chunk_id = new_id12()
+            await self._repo.storage.put(keys.chunk_key(chunk_id), bytes(data))
+            payload = NativeChunk(chunk_id, 0, len(data))
+        self._check_writable()  # a commit may have finished while we uploaded
+        self._changes.chunks.setdefault(node.id, {})[coords] = payload
+
+    def delete_chunk(self, node: Node, coords: ChunkCoords) -> None:
+        self._check_writable()
+        if node.meta.in_bounds(coords):
+            self._changes.chunks.setdefault(node.id, {})[coords] = None
+
+    async def iter_chunk_coords(self, node: Node) -> AsyncIterator[ChunkCoords]:
+        """Coordinates of every written chunk of an array."""
+        meta = node.meta
+        changes = self._changes.chunks.get(node.id, {})
+        if node.base is not None and node.base.array is not None:
+            for ref in node.base.array.manifests:
+                manifest = await self._repo._objects.manifest(ref.manifest_id)
+                for coords in manifest.iter_coords(node.id):
+                    if (
+                        coords not in changes
+                        and meta.in_bounds(coords)
+                        and not self._min_grid_excludes(node, coords)
+                    ):
+                        yield coords
+        for coords, payload in list(changes.items()):
+            if payload is not None:
+                yield coords
+
+    # ------------------------------------------------------------------
+    # commit
+
+    def commit(
+        self,
+        message: str,
+        metadata: dict[str, Any] | None = None,
+        *,
+        allow_empty: bool = False,
+        rebase_with: Any = None,
+        rebase_tries: int = 1000,
+    ) -> str:
+        """Commit the changes to the branch and return the new snapshot id.
+
+        Raises :class:`ConflictError` if another session committed to the branch
+        since this one started. The session is read-only afterwards.
+        """
+        return run(
+            self.commit_async(
+                message,
+                metadata,
+                allow_empty=allow_empty,
+                rebase_with=rebase_with,
+                rebase_tries=rebase_tries,
+            )
+        )
+
+    async def commit_async(
+        self,
+        message: str,
+        metadata: dict[str, Any] | None = None,
+        *,
+        allow_empty: bool = False,
+        rebase_with: Any = None,
+        rebase_tries: int = 1000,
+    ) -> str:
+        self._check_writable()
+        if self._branch is None:
+            raise ReadOnlyError("this session is not on a branch and cannot commit")
+        if not isinstance(message, str):
+            raise InvalidInputError(f"commit message must be a str, got {type(message).__name__}")
+        if metadata is not None and not isinstance(metadata, dict):
+            raise InvalidInputError(f"metadata must be a dict, got {type(metadata).__name__}")
+        if rebase_with is not None:
+            raise IcechunkError("rebase_with is not supported by this version of the library yet")
+        if self._changes.is_empty() and not allow_empty:
+            raise IcechunkError(
+                "no changes to commit; pass allow_empty=True to commit anyway"
+            )
+        new_snapshot = await self._flush(message, metadata or {})
+        parent = self._snapshot.id
+        branch = self._branch
+
+        def mutate(info: RepoInfo) -> Update:
+            tip = info.branches.get(branch)
+            if tip is None:
+                raise ConflictError(
+                    f"branch {branch!r} was deleted while this session was open",
+                    expected_parent=parent,
+                    actual_parent=None,
+                )
+            if tip != parent:
+                raise ConflictError(expected_parent=parent, actual_parent=tip)
+            info.snapshots[new_snapshot.id] = SnapshotEntry(
+                new_snapshot.id,
+                parent,
+                new_snapshot.flushed_at,
+                new_snapshot.message,
+                dict(new_snapshot.metadata),
+            )
+            info.branches[branch] = new_snapshot.id
+            return Update(
+                UpdateKind.NEW_COMMIT,
+                new_snapshot.flushed_at,
+                {"branch": branch, "new_snap_id": new_snapshot.id},
+            )
+
+        await self._repo._update_repo_info(mutate)
+        self._repo._objects.remember_snapshot(new_snapshot)
+        self._snapshot = new_snapshot
+        self._changes = ChangeSet()
+        self._read_only = True
+        return new_snapshot.id
+
+    async def _flush(self, message: str, metadata: dict[str, Any]) -> Snapshot:
+        """Write manifests, transaction log and snapshot; return the new snapshot."""
+        objects = self._repo._objects
+        storage = self._repo.storage
+        level = self._repo.config.effective_compression_level
+        snapshot_id = new_id12()
+        known_files = {m.id: m for m in self._snapshot.manifest_files}
+        new_files: list[tuple[str, bytes, int]] = []  # id, data, num refs
+
+        nodes: dict[str, NodeSnapshot] = {}
+        for node in self.iter_nodes():
+            if not node.is_array:
+                nodes[node.path] = NodeSnapshot(node.id, node.path, node.user_data, None)
+                continue
+            meta = node.meta
+            manifests = await self._array_manifests(node, meta, new_files, level)
+            names = meta.dimension_names
+            if names is not None and all(n is None for n in names):
+                names = None
+            nodes[node.path] = NodeSnapshot(
+                node.id,
+                node.path,
+                node.user_data,
+                ArrayData(
+                    tuple(zip(meta.shape, meta.grid, strict=True)),
+                    names,
+                    tuple(manifests),
+                ),
+            )
+
+        semaphore = asyncio.Semaphore(_MAX_CONCURRENT_WRITES)
+
+        async def write(key: str, data: bytes) -> None:
+            async with semaphore:
+                await storage.put(key, data)
+
+        await asyncio.gather(*(write(keys.manifest_key(i), d) for i, d, _ in new_files))
+        for manifest_id, data, count in new_files:
+            known_files[manifest_id] = ManifestFileInfo(manifest_id, len(data), count)
+            objects.remember_manifest(decode_manifest(data, manifest_id))
+        used = {ref.manifest_id for n in nodes.values() if n.array for ref in n.array.manifests}
+        snapshot = Snapshot(
+            id=snapshot_id,
+            nodes=nodes,
+            flushed_at=now_us(),
+            message=message,
+            metadata=dict(metadata),
+            manifest_files=[known_files[i] for i in sorted(used)],
+        )
+        log = self._transaction_log(snapshot_id)
+        await storage.put(
+            keys.transaction_key(snapshot_id), encode_transaction_log(log, compression_level=level)
+        )
+        await storage.put(
+            keys.snapshot_key(snapshot_id), encode_snapshot(snapshot, compression_level=level)
+        )
+        return snapshot
+
+    async def _array_manifests(
+        self,
+        node: Node,
+        meta: ArrayMeta,
+        new_files: list[tuple[str, bytes, int]],
+        level: int,
+    ) -> list[ManifestRef]:
+        """The manifest refs of an array after this session's changes."""
+        changes = self._changes.chunks.get(node.id, {})
+        old_refs: tuple[ManifestRef, ...] = ()
+        if node.base is not None and node.base.array is not None:
+            old_refs = node.base.array.manifests
+        resized = node.id in self._changes.min_grid and (
+            node.base is None
+            or self._changes.min_grid[node.id] != parse_array_meta(node.base.user_data).grid
+        )
+        grid_changed = node.base is not None and (
+            parse_array_meta(node.base.user_data).grid != meta.grid
+        )
+        if not changes and not resized and not grid_changed:
+            return list(old_refs)
+
+        splitting = self._repo.config.splitting
+        sizes = None
+        if splitting is not None:
+            sizes = splitting.split_sizes_for(node.path, meta.ndim, meta.dimension_names)
+
+        def cell_of(coords: ChunkCoords) -> tuple[int, ...]:
+            return tuple(c // s for c, s in zip(coords, sizes)) if sizes else ()
+
+        changed_cells = {cell_of(c) for c in changes}
+        keep: list[ManifestRef] = []
+        refs: dict[ChunkCoords, ChunkPayload] = {}
+        for ref in old_refs:
+            cells = _cells_of_extents(ref.extents, sizes)
+            if (
+                sizes
+                and not resized
+                and not grid_changed
+                and cells is not None
+                and cells not in changed_cells
+            ):
+                keep.append(ref)
+                continue
+            manifest: Manifest = await self._repo._objects.manifest(ref.manifest_id)
+            for coords, payload in manifest.iter_refs(node.id):
+                refs[coords] = payload
+        for coords, payload in changes.items():
+            if payload is None:
+                refs.pop(coords, None)
+            else:
+                refs[coords] = payload
+        min_grid = self._changes.min_grid.get(node.id)
+        grid = meta.grid
+        by_cell: dict[tuple[int, ...], list[tuple[ChunkCoords, ChunkPayload]]] = {}
+        for coords in sorted(refs):
+            if any(c >= g for c, g in zip(coords, grid)):
+                continue
+            if min_grid is not None and any(c >= g for c, g in zip(coords, min_grid)):
+                continue
+            by_cell.setdefault(cell_of(coords), []).append((coords, refs[coords]))
+
+        out = list(keep)
+        for cell, cell_refs in sorted(by_cell.items()):
+            manifest_id = new_id12()
+            data = encode_manifest(manifest_id, [(node.id, cell_refs)], compression_level=level)
+            new_files.append((manifest_id, data, len(cell_refs)))
+            if sizes:
+                extents = tuple(
+                    (k * s, min((k + 1) * s, g)) for k, s, g in zip(cell, sizes, grid, strict=True)
+                )
+            else:
+                extents = extents_of((c for c, _ in cell_refs), meta.ndim)
+            out.append(ManifestRef(manifest_id, extents))
+        return out
+
+    def _transaction_log(self, snapshot_id: str) -> TransactionLog:
+        log = TransactionLog(snapshot_id)
+        base = self._snapshot.nodes
+        for path, change in self._changes.nodes.items():
+            if change.is_new:
+                (log.new_arrays if change.is_array else log.new_groups).add(change.id)
+            else:
+                (log.updated_arrays if change.is_array else log.updated_groups).add(change.id)
+        for path, node_id in self._changes.deleted.items():
+            old = base[path]
+            (log.deleted_arrays if old.is_array else log.deleted_groups).add(node_id)
+        live = {n.id for n in self.iter_nodes()}
+        for node_id, chunks in self._changes.chunks.items():
+            if chunks and node_id in live:
+                log.updated_chunks[node_id] = set(chunks)
+        return log
+
+    def _preview_snapshot(self) -> Snapshot:
+        """This session's node tree (without manifests), for status()."""
+        nodes = {
+            n.path: NodeSnapshot(
+                n.id, n.path, n.user_data, ArrayData((), None, ()) if n.is_array else None
+            )
+            for n in self.iter_nodes()
+        }
+        return Snapshot("", nodes, 0, "", {}, [])
+
+    def require_node(self, path: str) -> Node:
+        node = self.get_node(path)
+        if node is None:
+            raise NodeNotFoundError(f"no group or array at {path!r}")
+        return node
+
+
+def _cells_of_extents(
+    extents: tuple[tuple[int, int], ...], sizes: tuple[int, ...] | None
+) -> tuple[int, ...] | None:
+    """The single split cell a manifest's extents lie in, or None if they span several."""
+    if not sizes:
+        return None
+    cell = []
+    for (lo, hi), s in zip(extents, sizes, strict=False):
+        if hi <= lo or lo // s != (hi - 1) // s:
+            return None
+        cell.append(lo // s)
+    return tuple(cell)

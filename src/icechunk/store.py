@@ -1,0 +1,291 @@
+"""IcechunkStore: a zarr v3 store over a Session.
+
+Zarr keys map onto the session's node tree: ``<path>/zarr.json`` is a node's
+metadata and ``<array path>/<chunk key>`` one chunk of an array (decoded with the
+array's own chunk key encoding).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+from typing import TYPE_CHECKING, Any
+
+from zarr.abc.store import (
+    ByteRequest,
+    OffsetByteRequest,
+    RangeByteRequest,
+    Store,
+    SuffixByteRequest,
+)
+from zarr.core.buffer import Buffer, BufferPrototype
+
+from icechunk.exceptions import IcechunkError, InvalidInputError, ReadOnlyError
+from icechunk.format.manifest import ChunkCoords
+from icechunk.storage.base import ByteRange
+
+if TYPE_CHECKING:
+    from icechunk.session import Node, Session
+
+_META = "zarr.json"
+
+
+def _node_path(prefix: str) -> str:
+    """Store prefix ``a/b`` (or ``""``) -> node path ``/a/b`` (or ``/``)."""
+    prefix = prefix.strip("/")
+    return "/" + prefix if prefix else "/"
+
+
+def _store_prefix(path: str) -> str:
+    """Node path ``/a/b`` -> store prefix ``a/b/`` (``""`` for the root)."""
+    return "" if path == "/" else path[1:] + "/"
+
+
+def _to_range(byte_range: ByteRequest | None) -> ByteRange | None:
+    if byte_range is None:
+        return None
+    if isinstance(byte_range, RangeByteRequest):
+        return ByteRange(byte_range.start, byte_range.end)
+    if isinstance(byte_range, OffsetByteRequest):
+        return ByteRange(byte_range.offset, None)
+    if isinstance(byte_range, SuffixByteRequest):
+        return ByteRange(suffix=byte_range.suffix)
+    raise InvalidInputError(f"unsupported byte range {byte_range!r}")
+
+
+class IcechunkStore(Store):
+    """The zarr store of an icechunk :class:`~icechunk.Session`."""
+
+    supports_writes = True
+    supports_listing = True
+
+    def __init__(self, session: Session, read_only: bool | None = None) -> None:
+        super().__init__(read_only=session.read_only if read_only is None else read_only)
+        self._session = session
+        self._is_open = True
+
+    @property
+    def session(self) -> Session:
+        return self._session
+
+    @property
+    def read_only(self) -> bool:
+        return self._read_only or self._session.read_only
+
+    @property
+    def supports_deletes(self) -> bool:  # type: ignore[override]
+        return True
+
+    @property
+    def supports_consolidated_metadata(self) -> bool:
+        # Every metadata read is served from the snapshot already; consolidating
+        # would only add a copy that can go stale.
+        return False
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, IcechunkStore) and other._session is self._session
+
+    def __hash__(self) -> int:
+        return id(self._session)
+
+    def __repr__(self) -> str:
+        return f"<IcechunkStore of {self._session!r}>"
+
+    def __getstate__(self) -> Any:
+        raise IcechunkError(
+            "an IcechunkStore cannot be pickled: to write from other processes or dask "
+            "workers use session.fork() (coming in a later version)"
+        )
+
+    def with_read_only(self, read_only: bool = False) -> IcechunkStore:
+        if not read_only and self._session.read_only:
+            raise ReadOnlyError("the session is read-only; its store cannot be made writable")
+        return IcechunkStore(self._session, read_only=read_only)
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyError(
+                "this store belongs to a read-only session (or one that already committed): "
+                "start a new one with repo.writable_session(branch)"
+            )
+
+    # ------------------------------------------------------------------
+    # key resolution
+
+    def _resolve_chunk(self, key: str) -> tuple[Node, ChunkCoords] | None:
+        """The array node and chunk coordinates a chunk key refers to, or None."""
+        parts = key.split("/")
+        for i in range(len(parts) - 1, -1, -1):
+            node = self._session.get_node("/" + "/".join(parts[:i]) if i else "/")
+            if node is None or not node.is_array:
+                continue
+            coords = node.meta.parse_chunk_key("/".join(parts[i:]))
+            if coords is not None:
+                return node, coords
+        return None
+
+    # ------------------------------------------------------------------
+    # reads
+
+    async def get(
+        self,
+        key: str,
+        prototype: BufferPrototype,
+        byte_range: ByteRequest | None = None,
+    ) -> Buffer | None:
+        data = await self._get_bytes(key, _to_range(byte_range))
+        return None if data is None else prototype.buffer.from_bytes(data)
+
+    async def _get_bytes(self, key: str, byte_range: ByteRange | None) -> bytes | None:
+        if key == _META or key.endswith("/" + _META):
+            node = self._session.get_node(_node_path(key[: -len(_META)]))
+            if node is None:
+                return None
+            data = node.user_data
+            if byte_range is not None:
+                from icechunk.objects import resolve_range
+
+                start, end = resolve_range(len(data), byte_range)
+                data = data[start:end]
+            return data
+        resolved = self._resolve_chunk(key)
+        if resolved is None:
+            return None
+        return await self._session.get_chunk(*resolved, byte_range=byte_range)
+
+    async def get_partial_values(
+        self,
+        prototype: BufferPrototype,
+        key_ranges: Iterable[tuple[str, ByteRequest | None]],
+    ) -> list[Buffer | None]:
+        return list(
+            await asyncio.gather(*(self.get(key, prototype, rng) for key, rng in key_ranges))
+        )
+
+    async def exists(self, key: str) -> bool:
+        if key == _META or key.endswith("/" + _META):
+            return self._session.get_node(_node_path(key[: -len(_META)])) is not None
+        resolved = self._resolve_chunk(key)
+        return resolved is not None and await self._session.chunk_payload(*resolved) is not None
+
+    async def getsize(self, key: str) -> int:
+        data = await self._get_bytes(key, None)
+        if data is None:
+            raise FileNotFoundError(key)
+        return len(data)
+
+    # ------------------------------------------------------------------
+    # writes
+
+    async def set(self, key: str, value: Buffer) -> None:
+        self._check_writable()
+        if not isinstance(value, Buffer):
+            raise TypeError(f"expected a zarr Buffer, got {type(value).__name__}")
+        data = value.to_bytes()
+        if key == _META or key.endswith("/" + _META):
+            self._session.set_metadata(_node_path(key[: -len(_META)]), data)
+            return
+        resolved = self._resolve_chunk(key)
+        if resolved is None:
+            raise InvalidInputError(
+                f"cannot store key {key!r}: icechunk stores zarr.json documents and chunks of "
+                "existing arrays only"
+            )
+        await self._session.set_chunk(*resolved, data)
+
+    async def set_if_not_exists(self, key: str, value: Buffer) -> None:
+        if not await self.exists(key):
+            await self.set(key, value)
+
+    async def delete(self, key: str) -> None:
+        self._check_writable()
+        if key == _META or key.endswith("/" + _META):
+            path = _node_path(key[: -len(_META)])
+            if self._session.get_node(path) is not None:
+                self._session.delete_node(path)
+            return
+        resolved = self._resolve_chunk(key)
+        if resolved is not None:
+            self._session.delete_chunk(*resolved)
+
+    async def delete_dir(self, prefix: str) -> None:
+        self._check_writable()
+        path = _node_path(prefix)
+        if self._session.get_node(path) is not None:
+            self._session.delete_node(path)
+            return
+        # a prefix inside an array (e.g. "arr/c"): delete its chunks
+        async for key in self.list_prefix(prefix.rstrip("/") + "/" if prefix else ""):
+            await self.delete(key)
+        # nodes below a prefix that is not a node itself (implicit group)
+        below = "/" if path == "/" else path + "/"
+        for node in list(self._session.iter_nodes()):
+            if node.path.startswith(below):
+                self._session.delete_node(node.path)
+
+    async def clear(self) -> None:
+        self._check_writable()
+        for node in list(self._session.iter_nodes()):
+            if self._session.get_node(node.path) is not None:
+                self._session.delete_node(node.path)
+
+    # ------------------------------------------------------------------
+    # listing
+
+    async def _node_keys(self, node: Node) -> AsyncIterator[str]:
+        prefix = _store_prefix(node.path)
+        yield prefix + _META
+        if node.is_array:
+            meta = node.meta
+            async for coords in self._session.iter_chunk_coords(node):
+                yield prefix + meta.chunk_key(coords)
+
+    async def list(self) -> AsyncIterator[str]:
+        for node in list(self._session.iter_nodes()):
+            async for key in self._node_keys(node):
+                yield key
+
+    async def list_prefix(self, prefix: str) -> AsyncIterator[str]:
+        for node in list(self._session.iter_nodes()):
+            node_prefix = _store_prefix(node.path)
+            # skip nodes whose keys cannot start with prefix
+            if not (node_prefix.startswith(prefix) or prefix.startswith(node_prefix)):
+                continue
+            async for key in self._node_keys(node):
+                if key.startswith(prefix):
+                    yield key
+
+    async def list_dir(self, prefix: str) -> AsyncIterator[str]:
+        base = prefix.rstrip("/")
+        base = base + "/" if base else ""
+        seen: set[str] = set()
+        for node in list(self._session.iter_nodes()):
+            node_prefix = _store_prefix(node.path)
+            if node_prefix == base:
+                if _META not in seen:
+                    seen.add(_META)
+                    yield _META
+                if node.is_array and node.meta.key_encoding == "default":
+                    async for _ in self._session.iter_chunk_coords(node):
+                        if "c" not in seen:
+                            seen.add("c")
+                            yield "c"
+                        break
+                elif node.is_array:
+                    async for key in self._node_keys(node):
+                        child = key[len(base) :].split("/", 1)[0]
+                        if child not in seen:
+                            seen.add(child)
+                            yield child
+            elif node_prefix.startswith(base):
+                child = node_prefix[len(base) :].split("/", 1)[0]
+                if child not in seen:
+                    seen.add(child)
+                    yield child
+            elif base.startswith(node_prefix) and node.is_array:
+                async for key in self._node_keys(node):
+                    if key.startswith(base):
+                        child = key[len(base) :].split("/", 1)[0]
+                        if child not in seen:
+                            seen.add(child)
+                            yield child

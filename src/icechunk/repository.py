@@ -512,9 +512,7 @@ class Repository:
                 )
             _require_snapshot(info, snapshot_id)
             info.branches[branch] = snapshot_id
-            return Update(
-                UpdateKind.BRANCH_RESET, 0, {"name": branch, "previous_snap_id": current}
-            )
+            return Update(UpdateKind.BRANCH_RESET, 0, {"name": branch, "previous_snap_id": current})
 
         await self._update_repo_info(mutate)
 

@@ -86,11 +86,19 @@ class Session:
         mode = "read-only" if self._read_only else "writable"
         return f"<icechunk.Session {mode} branch={self._branch!r} snapshot={self.snapshot_id}>"
 
-    def __getstate__(self) -> Any:
-        raise IcechunkError(
-            "a Session cannot be pickled: to write from other processes or dask workers, "
-            "use session.fork() (coming in a later version) and merge the forks back"
-        )
+    def __getstate__(self) -> dict[str, Any]:
+        if not self._read_only:
+            raise IcechunkError(
+                "a writable Session cannot be pickled: to write from other processes or dask "
+                "workers, use session.fork() (coming in a later version) and merge the forks "
+                "back; read-only sessions pickle freely"
+            )
+        state = dict(self.__dict__)
+        state["_store"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
 
     # ------------------------------------------------------------------
     # properties
@@ -187,9 +195,7 @@ class Session:
         if not is_new and existing.base is not None and existing.base.user_data == user_data:
             self._changes.nodes.pop(path, None)  # back to the committed metadata
         else:
-            self._changes.nodes[path] = NodeChange(
-                existing.id, path, user_data, is_array, is_new
-            )
+            self._changes.nodes[path] = NodeChange(existing.id, path, user_data, is_array, is_new)
         if meta is not None and existing.is_array:
             self._on_resize(existing, meta)
 
@@ -339,9 +345,7 @@ class Session:
         if rebase_with is not None:
             raise IcechunkError("rebase_with is not supported by this version of the library yet")
         if self._changes.is_empty() and not allow_empty:
-            raise IcechunkError(
-                "no changes to commit; pass allow_empty=True to commit anyway"
-            )
+            raise IcechunkError("no changes to commit; pass allow_empty=True to commit anyway")
         new_snapshot = await self._flush(message, metadata or {})
         parent = self._snapshot.id
         branch = self._branch
@@ -514,7 +518,7 @@ class Session:
     def _transaction_log(self, snapshot_id: str) -> TransactionLog:
         log = TransactionLog(snapshot_id)
         base = self._snapshot.nodes
-        for path, change in self._changes.nodes.items():
+        for change in self._changes.nodes.values():
             if change.is_new:
                 (log.new_arrays if change.is_array else log.new_groups).add(change.id)
             else:

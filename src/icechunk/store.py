@@ -91,11 +91,17 @@ class IcechunkStore(Store):
     def __repr__(self) -> str:
         return f"<IcechunkStore of {self._session!r}>"
 
-    def __getstate__(self) -> Any:
-        raise IcechunkError(
-            "an IcechunkStore cannot be pickled: to write from other processes or dask "
-            "workers use session.fork() (coming in a later version)"
-        )
+    def __getstate__(self) -> dict[str, Any]:
+        if not self.read_only:
+            raise IcechunkError(
+                "the store of a writable session cannot be pickled: to write from other "
+                "processes or dask workers use session.fork() (coming in a later version); "
+                "stores of read-only sessions pickle freely"
+            )
+        return {"session": self._session, "read_only": self._read_only}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["session"], state["read_only"])  # type: ignore[misc]
 
     def with_read_only(self, read_only: bool = False) -> IcechunkStore:
         if not read_only and self._session.read_only:

@@ -191,7 +191,9 @@ def finish(builder: flatbuffers.Builder, root: int) -> bytes:
     return bytes(builder.Output())
 
 
-def struct_vector(builder: flatbuffers.Builder, items: Sequence[bytes], size: int, align: int) -> int:
+def struct_vector(
+    builder: flatbuffers.Builder, items: Sequence[bytes], size: int, align: int
+) -> int:
     """A vector of fixed-size structs given as raw (already padded) bytes."""
     builder.StartVector(size, len(items), align)
     for item in reversed(items):

@@ -16,7 +16,8 @@ import zstandard
 from icechunk.exceptions import CorruptObjectError
 from icechunk.format import flatbuf as fb
 from icechunk.format.header import FileType, decode_file, encode_file
-from icechunk.format.ids import encode_base32, id12_to_bytes, id8_to_bytes
+from icechunk.format.ids import encode_base32, id8_to_bytes, id12_to_bytes
+from icechunk.format.manifest_writer import encode_manifest_payload
 
 _u32 = struct.Struct("<I").unpack_from
 
@@ -172,9 +173,13 @@ def encode_manifest(
     compression_level: int = 3,
 ) -> bytes:
     """Encode a manifest. ``arrays`` holds (node id, refs sorted by coords) pairs."""
+    ordered = sorted(arrays, key=lambda a: a[0])
+    if not any(isinstance(p, VirtualChunk) for _, refs in ordered for _, p in refs):
+        payload = encode_manifest_payload(manifest_id, ordered)
+        return encode_file(FileType.MANIFEST, payload, level=compression_level)
     b = fb.new_builder(1 << 16)
     array_offs = []
-    for node_id, refs in sorted(arrays, key=lambda a: a[0]):
+    for node_id, refs in ordered:
         ref_offs = [_encode_ref(b, coords, payload) for coords, payload in refs]
         refs_vec = fb.offset_vector(b, ref_offs)
         b.StartObject(3)

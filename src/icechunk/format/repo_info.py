@@ -124,9 +124,7 @@ def decode_repo_info(data: bytes) -> RepoInfo:
 
 
 def _decode_status(t: fb.Table) -> RepoStatus:
-    return RepoStatus(
-        Availability(t.scalar(0, "u8")), t.scalar(1, "u64"), t.string(2)
-    )
+    return RepoStatus(Availability(t.scalar(0, "u8")), t.scalar(1, "u64"), t.string(2))
 
 
 def _decode_metadata(tables: list[fb.Table] | None) -> dict[str, Any]:

@@ -161,9 +161,7 @@ def _decode_node(t: fb.Table) -> NodeSnapshot:
     names = None if names_t is None else tuple(n.string(0) or None for n in names_t)
     manifests = []
     for m in body.required_tables(2, "manifests"):
-        extents = tuple(
-            struct.unpack("<II", r) for r in m.struct_vector(1, 8) or []
-        )
+        extents = tuple(struct.unpack("<II", r) for r in m.struct_vector(1, 8) or [])
         manifests.append(ManifestRef(_id12(m, 0), extents))
     return NodeSnapshot(
         encode_base32(raw), path, user_data, ArrayData(shape, names, tuple(manifests))

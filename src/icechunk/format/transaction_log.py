@@ -86,6 +86,9 @@ def _segment_key(path: str) -> tuple[str, ...]:
 
 
 def encode_transaction_log(log: TransactionLog, *, compression_level: int = 3) -> bytes:
+    if not log.moved_nodes:
+        payload = _encode_without_moves(log)
+        return encode_file(FileType.TRANSACTION_LOG, payload, level=compression_level)
     b = fb.new_builder(1024)
     lists = {
         name: fb.struct_vector(b, [id8_to_bytes(i) for i in sorted(getattr(log, name))], 8, 1)
@@ -125,3 +128,55 @@ def encode_transaction_log(log: TransactionLog, *, compression_level: int = 3) -
     b.PrependUOffsetTRelativeSlot(8, moved, 0)
     root = b.EndObject()
     return encode_file(FileType.TRANSACTION_LOG, fb.finish(b, root), level=compression_level)
+
+
+_VT_ROOT = struct.pack("<12H", 24, 48, 4, 16, 20, 24, 28, 32, 36, 40, 44, 0)
+_VT_UPDATED = struct.pack("<4H", 8, 16, 8, 4)  # node_id, chunks
+_VT_INDICES = struct.pack("<3Hxx", 6, 8, 4)  # coords
+
+
+def _encode_without_moves(log: TransactionLog) -> bytes:
+    """Front-to-back layout of a transaction log (fast for many chunk coordinates).
+
+    Objects are appended in order and every uoffset is patched once its target's
+    position is known, so all offsets point forward as flatbuffers requires.
+    """
+    out = bytearray(8)
+    vt_root = len(out)
+    out += _VT_ROOT
+    vt_updated = len(out)
+    out += _VT_UPDATED
+    vt_indices = len(out)
+    out += _VT_INDICES
+    root = len(out)
+    struct.pack_into("<I4s", out, 0, root, fb.FILE_IDENTIFIER)
+    out += struct.pack("<i12s", root - vt_root, id12_to_bytes(log.id)) + bytes(32)
+
+    def patch(site: int) -> None:
+        struct.pack_into("<I", out, site, len(out) - site)
+
+    for i, (_, name) in enumerate(_ID_LISTS):
+        patch(root + 16 + 4 * i)
+        ids = sorted(getattr(log, name))
+        out += struct.pack("<I", len(ids)) + b"".join(id8_to_bytes(x) for x in ids)
+    patch(root + 44)  # moved_nodes: empty
+    out += struct.pack("<I", 0)
+    patch(root + 40)  # updated_chunks
+    nodes = sorted(log.updated_chunks)
+    vector = len(out)
+    out += struct.pack("<I", len(nodes)) + bytes(4 * len(nodes))
+    for i, node_id in enumerate(nodes):
+        patch(vector + 4 + 4 * i)
+        table = len(out)
+        out += struct.pack("<iI8s", table - vt_updated, 0, id8_to_bytes(node_id))
+        patch(table + 4)
+        coords = sorted(log.updated_chunks[node_id])
+        chunk_vector = len(out)
+        out += struct.pack("<I", len(coords)) + bytes(4 * len(coords))
+        pack_entry = struct.Struct("<I").pack_into
+        for j, c in enumerate(coords):
+            site = chunk_vector + 4 + 4 * j
+            entry = len(out)
+            pack_entry(out, site, entry - site)
+            out += struct.pack(f"<iII{len(c)}I", entry - vt_indices, 4, len(c), *c)
+    return bytes(out)

@@ -14,36 +14,49 @@ _MAX_U64 = 2**64 - 1
 _MIN_I64 = -(2**63)
 
 
-def _add(builder: flexbuffers.Builder, value: Any, where: str) -> None:
+def _add(builder: flexbuffers.Builder, value: Any) -> None:
+    """Append an already validated value."""
     if value is None:
         builder.Null()
     elif isinstance(value, bool):
         builder.Bool(value)
     elif isinstance(value, int):
         # serde writes non-negative integers as unsigned, like the official package.
-        if 0 <= value <= _MAX_U64:
-            builder.UInt(value)
-        elif _MIN_I64 <= value < 0:
-            builder.Int(value)
-        else:
-            raise InvalidInputError(f"{where}: integer {value} does not fit in 64 bits")
+        builder.UInt(value) if value >= 0 else builder.Int(value)
     elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise InvalidInputError(f"{where}: {value} is not valid JSON")
         builder.Float(value)
     elif isinstance(value, str):
         builder.String(value)
     elif isinstance(value, dict):
         with builder.Map():
             for key in sorted(value):
-                if not isinstance(key, str):
-                    raise InvalidInputError(f"{where}: dictionary keys must be str, got {key!r}")
                 builder.Key(key)
-                _add(builder, value[key], f"{where}.{key}")
-    elif isinstance(value, list | tuple):
+                _add(builder, value[key])
+    else:
         with builder.Vector():
-            for i, item in enumerate(value):
-                _add(builder, item, f"{where}[{i}]")
+            for item in value:
+                _add(builder, item)
+
+
+def _validate(value: Any, where: str) -> None:
+    # Checked before building: an error inside the builder's Map/Vector context
+    # managers would be masked by their own consistency errors.
+    if value is None or isinstance(value, bool | str):
+        return
+    if isinstance(value, int):
+        if not _MIN_I64 <= value <= _MAX_U64:
+            raise InvalidInputError(f"{where}: integer {value} does not fit in 64 bits")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidInputError(f"{where}: {value} is not valid JSON")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidInputError(f"{where}: dictionary keys must be str, got {key!r}")
+            _validate(item, f"{where}.{key}")
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _validate(item, f"{where}[{i}]")
     else:
         raise InvalidInputError(
             f"{where}: values must be JSON-like (None, bool, int, float, str, list, dict), "
@@ -53,8 +66,9 @@ def _add(builder: flexbuffers.Builder, value: Any, where: str) -> None:
 
 def encode_flexbuffer(value: Any, where: str = "metadata") -> bytes:
     """One JSON-like value as FlexBuffers."""
+    _validate(value, where)
     builder = flexbuffers.Builder()
-    _add(builder, value, where)
+    _add(builder, value)
     return bytes(builder.Finish())
 
 

@@ -1,0 +1,161 @@
+"""Format layer: ids, header, and round trips of every file type written by the official package."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from icechunk.exceptions import CorruptObjectError, InvalidInputError, UnsupportedSpecVersionError
+from icechunk.format.header import HEADER_LEN, MAGIC, FileType, decode_file, encode_file
+from icechunk.format.ids import (
+    INITIAL_SNAPSHOT_ID,
+    decode_base32,
+    encode_base32,
+    normalize_id12,
+)
+from icechunk.format.manifest import decode_manifest, encode_manifest
+from icechunk.format.repo_info import decode_repo_info, encode_repo_info
+from icechunk.format.snapshot import decode_snapshot, encode_snapshot
+from icechunk.format.transaction_log import decode_transaction_log, encode_transaction_log
+from icechunk.format.values import decode_flexbuffer, decode_msgpack, encode_flexbuffer
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason="../shared/fixtures missing")
+
+
+def fixture_files(folder: str) -> list[Path]:
+    return sorted(FIXTURES.glob(f"*/repo/{folder}/*")) if FIXTURES.is_dir() else []
+
+
+def test_initial_snapshot_id_is_the_crockford_text_of_its_bytes() -> None:
+    raw = bytes.fromhex("0b1cc8d6787580f0e33a6534")
+    assert encode_base32(raw) == INITIAL_SNAPSHOT_ID
+    assert decode_base32(INITIAL_SNAPSHOT_ID, 12) == raw
+
+
+def test_base32_round_trips_and_preserves_byte_order() -> None:
+    raws = [os.urandom(12) for _ in range(300)]
+    texts = [encode_base32(r) for r in raws]
+    assert all(decode_base32(t, 12) == r for t, r in zip(texts, raws, strict=True))
+    assert sorted(texts) == [encode_base32(r) for r in sorted(raws)]
+    node = os.urandom(8)
+    assert len(encode_base32(node)) == 13 and decode_base32(encode_base32(node), 8) == node
+
+
+def test_base32_decoding_is_lenient_but_validates() -> None:
+    assert normalize_id12(INITIAL_SNAPSHOT_ID.lower()) == INITIAL_SNAPSHOT_ID
+    with pytest.raises(InvalidInputError):
+        normalize_id12("not-an-id")
+    with pytest.raises(InvalidInputError):
+        normalize_id12("1CECHNKREP0F1RSTCMT")  # one character short
+    with pytest.raises(InvalidInputError):
+        normalize_id12("1CECHNKREP0F1RSTCMTZ")  # non-zero padding bits
+
+
+def test_header_layout() -> None:
+    data = encode_file(FileType.MANIFEST, b"payload")
+    assert data[:12] == MAGIC == "ICE\N{ICE CUBE}CHUNK".encode()
+    assert data[12:36].rstrip(b" ").decode().startswith("icechunk-py")
+    assert data[36:39] == bytes([2, FileType.MANIFEST, 1])
+    assert decode_file(data, FileType.MANIFEST, "x") == (2, b"payload")
+
+
+@pytest.mark.parametrize(
+    ("mangle", "error"),
+    [
+        (lambda d: d[:20], CorruptObjectError),
+        (lambda d: b"X" + d[1:], CorruptObjectError),
+        (lambda d: d[:37] + bytes([FileType.SNAPSHOT]) + d[38:], CorruptObjectError),
+        (lambda d: d[:38] + b"\x00" + d[39:], CorruptObjectError),
+        (lambda d: d[:36] + b"\x09" + d[37:], UnsupportedSpecVersionError),
+        (lambda d: d[: HEADER_LEN + 5], CorruptObjectError),
+        (lambda d: d[:HEADER_LEN] + b"garbage" * 5, CorruptObjectError),
+    ],
+)
+def test_header_rejects_bad_files(mangle, error) -> None:
+    data = encode_file(FileType.MANIFEST, b"payload" * 50)
+    with pytest.raises(error):
+        decode_file(mangle(data), FileType.MANIFEST, "manifest X")
+
+
+def test_flexbuffers_match_the_bytes_the_official_package_writes() -> None:
+    assert encode_flexbuffer({"is_root": True}).hex() == "69735f726f6f740001090101010168022401"
+    assert encode_flexbuffer(1).hex() == "010801"
+    assert encode_flexbuffer("fixture").hex() == "07666978747572650008140" + "1"
+    value = {"s": "héllo ✓", "i": -3, "u": 2**63, "f": 2.5, "b": False, "n": None, "l": [1, {}]}
+    assert decode_flexbuffer(encode_flexbuffer(value)) == value
+
+
+def test_flexbuffers_reject_values_that_are_not_json() -> None:
+    with pytest.raises(InvalidInputError):
+        encode_flexbuffer({"x": object()})
+    with pytest.raises(InvalidInputError):
+        encode_flexbuffer(float("nan"))
+    with pytest.raises(InvalidInputError):
+        encode_flexbuffer(2**70)
+
+
+def test_msgpack_metadata_of_spec_1() -> None:
+    assert decode_msgpack(bytes.fromhex("81a769735f726f6f74c3")) == {"is_root": True}
+
+
+@needs_fixtures
+@pytest.mark.parametrize(
+    "path", fixture_files("snapshots"), ids=lambda p: f"{p.parts[-4]}-{p.name}"
+)
+def test_snapshots_round_trip(path: Path) -> None:
+    snap = decode_snapshot(path.read_bytes(), path.name)
+    assert snap.id == path.name
+    if snap.spec_version == 2:
+        assert decode_snapshot(encode_snapshot(snap), snap.id) == snap
+
+
+@needs_fixtures
+@pytest.mark.parametrize(
+    "path", fixture_files("manifests"), ids=lambda p: f"{p.parts[-4]}-{p.name}"
+)
+def test_manifests_round_trip_and_lookup(path: Path) -> None:
+    manifest = decode_manifest(path.read_bytes(), path.name)
+    arrays = [(n, list(manifest.iter_refs(n))) for n in manifest.node_ids]
+    assert arrays and all(refs for _, refs in arrays)
+    for node_id, refs in arrays:
+        assert [c for c, _ in refs] == sorted(c for c, _ in refs)
+        for coords, payload in refs:
+            assert manifest.lookup(node_id, coords) == payload
+        assert manifest.lookup(node_id, tuple(999 for _ in refs[0][0])) is None
+    again = decode_manifest(encode_manifest(path.name, arrays), path.name)
+    assert [(n, list(again.iter_refs(n))) for n in again.node_ids] == arrays
+
+
+@needs_fixtures
+@pytest.mark.parametrize(
+    "path", fixture_files("transactions"), ids=lambda p: f"{p.parts[-4]}-{p.name}"
+)
+def test_transaction_logs_round_trip(path: Path) -> None:
+    log = decode_transaction_log(path.read_bytes(), path.name)
+    assert decode_transaction_log(encode_transaction_log(log), log.id) == log
+
+
+@needs_fixtures
+@pytest.mark.parametrize(
+    "path", sorted(FIXTURES.glob("*/repo/repo")) if FIXTURES.is_dir() else [], ids=str
+)
+def test_repo_info_round_trips(path: Path) -> None:
+    info = decode_repo_info(path.read_bytes())
+    assert "main" in info.branches
+    assert info.latest_updates[0].backup_path is None
+    assert all(u.backup_path for u in info.latest_updates[1:])
+    assert decode_repo_info(encode_repo_info(info)) == info
+
+
+@needs_fixtures
+def test_a_file_under_the_wrong_name_is_rejected() -> None:
+    path = fixture_files("snapshots")[-1]
+    with pytest.raises(CorruptObjectError):
+        decode_snapshot(
+            path.read_bytes(), INITIAL_SNAPSHOT_ID if path.name != INITIAL_SNAPSHOT_ID else "0" * 20
+        )
+    with pytest.raises(CorruptObjectError):
+        decode_manifest(path.read_bytes(), path.name)  # a snapshot is not a manifest

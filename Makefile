@@ -36,6 +36,7 @@ demo: $(STAMP)
 	$(VENV_PY) -m icechunk.demo
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check src tests
 	$(VENV_PY) -m pytest -q $(PYTEST_ARGS)
 
 test-fast: $(STAMP)

@@ -35,7 +35,7 @@ from icechunk.exceptions import (
 )
 from icechunk.format.snapshot import ManifestFileInfo
 from icechunk.repository import Diff, Repository, SnapshotInfo
-from icechunk.session import Session
+from icechunk.session import ChunkType, Session
 from icechunk.storage import (
     Storage,
     in_memory_storage,
@@ -48,6 +48,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AlreadyExistsError",
     "BranchNotFoundError",
+    "ChunkType",
     "CompressionConfig",
     "ConflictError",
     "CorruptObjectError",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,15 @@ if TYPE_CHECKING:
     from icechunk.store import IcechunkStore
 
 _MAX_CONCURRENT_WRITES = 32
+
+
+class ChunkType(enum.Enum):
+    """How a chunk is stored (``Session.chunk_type``)."""
+
+    uninitialized = 0
+    native = 1
+    virtual = 2
+    inline = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +261,23 @@ class Session:
                 manifest = await self._repo._objects.manifest(ref.manifest_id)
                 return manifest.lookup(node.id, coords)
         return None
+
+    def chunk_type(self, array_path: str, chunk_coordinates: list[int]) -> ChunkType:
+        """Whether a chunk is inline, native, virtual or not written at all."""
+        return run(self.chunk_type_async(array_path, chunk_coordinates))
+
+    async def chunk_type_async(self, array_path: str, chunk_coordinates: list[int]) -> ChunkType:
+        node = self.require_node(_normalize_path(array_path))
+        if not node.is_array:
+            raise InvalidInputError(f"{node.path} is a group, not an array")
+        payload = await self.chunk_payload(node, tuple(int(c) for c in chunk_coordinates))
+        if payload is None:
+            return ChunkType.uninitialized
+        if isinstance(payload, InlineChunk):
+            return ChunkType.inline
+        if isinstance(payload, NativeChunk):
+            return ChunkType.native
+        return ChunkType.virtual
 
     async def get_chunk(
         self, node: Node, coords: ChunkCoords, byte_range: ByteRange | None = None
@@ -485,19 +512,18 @@ class Session:
                 continue
             manifest: Manifest = await self._repo._objects.manifest(ref.manifest_id)
             for coords, payload in manifest.iter_refs(node.id):
-                refs[coords] = payload
+                # chunks cut off by a shrink earlier in this session stay gone
+                if not self._min_grid_excludes(node, coords):
+                    refs[coords] = payload
         for coords, payload in changes.items():
             if payload is None:
                 refs.pop(coords, None)
             else:
                 refs[coords] = payload
-        min_grid = self._changes.min_grid.get(node.id)
         grid = meta.grid
         by_cell: dict[tuple[int, ...], list[tuple[ChunkCoords, ChunkPayload]]] = {}
         for coords in sorted(refs):
             if any(c >= g for c, g in zip(coords, grid)):
-                continue
-            if min_grid is not None and any(c >= g for c, g in zip(coords, min_grid)):
                 continue
             by_cell.setdefault(cell_of(coords), []).append((coords, refs[coords]))
 
@@ -561,3 +587,9 @@ def _cells_of_extents(
             return None
         cell.append(lo // s)
     return tuple(cell)
+
+
+def _normalize_path(path: str) -> str:
+    if not isinstance(path, str):
+        raise InvalidInputError(f"path must be a str, got {type(path).__name__}")
+    return "/" + path.strip("/")

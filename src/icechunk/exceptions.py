@@ -63,11 +63,19 @@ class RepositoryExistsError(AlreadyExistsError):
     """A repository already exists at the storage location."""
 
 
-class ReadOnlyError(IcechunkError, ValueError):
+class SessionStateError(IcechunkError):
+    """The session cannot do this in its current state (e.g. it already committed)."""
+
+
+class ReadOnlyError(SessionStateError, ValueError):
     """A write was attempted through a read-only session or repository."""
 
 
-class CorruptObjectError(IcechunkError, ValueError):
+class FormatError(IcechunkError, ValueError):
+    """Data does not follow the Icechunk format."""
+
+
+class CorruptObjectError(FormatError):
     """A metadata file could not be decoded: wrong header, truncated, or invalid."""
 
 

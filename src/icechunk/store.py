@@ -119,16 +119,40 @@ class IcechunkStore(Store):
     # key resolution
 
     def _resolve_chunk(self, key: str) -> tuple[Node, ChunkCoords] | None:
-        """The array node and chunk coordinates a chunk key refers to, or None."""
+        """The array node and chunk coordinates a chunk key refers to.
+
+        None when no array holds the key (or the coordinates have the wrong number
+        of dimensions); InvalidInputError for keys that cannot name a chunk, like a
+        bare node path or ``<array>/d/0``.
+        """
         parts = key.split("/")
-        for i in range(len(parts) - 1, -1, -1):
+        if parts[-1].startswith("."):
+            return None  # zarr v2 metadata (.zarray, .zattrs, ...), probed by zarr when opening
+        for i in range(len(parts), -1, -1):
             node = self._session.get_node("/" + "/".join(parts[:i]) if i else "/")
-            if node is None or not node.is_array:
+            if node is None:
                 continue
-            coords = node.meta.parse_chunk_key("/".join(parts[i:]))
+            if i == len(parts):
+                raise InvalidInputError(
+                    f"{key!r} is the path of a node, not a key: use {key}/zarr.json"
+                )
+            if not node.is_array:
+                return None
+            rest = "/".join(parts[i:])
+            coords = node.meta.parse_chunk_key(rest)
             if coords is not None:
                 return node, coords
+            if node.meta.is_chunk_key_shaped(rest):
+                return None
+            raise InvalidInputError(f"{key!r} is not a chunk key of array {node.path}")
         return None
+
+    def _check_prefix(self, prefix: str) -> None:
+        path = _node_path(prefix)
+        if prefix.strip("/") and self._session.get_node(path) is None:
+            raise InvalidInputError(
+                f"bad key prefix {prefix!r}: only prefixes naming a group or array are allowed"
+            )
 
     # ------------------------------------------------------------------
     # reads
@@ -221,8 +245,12 @@ class IcechunkStore(Store):
             self._session.delete_node(path)
             return
         # a prefix inside an array (e.g. "arr/c"): delete its chunks
-        async for key in self.list_prefix(prefix.rstrip("/") + "/" if prefix else ""):
-            await self.delete(key)
+        for node in list(self._session.iter_nodes()):
+            node_prefix = _store_prefix(node.path)
+            if node.is_array and prefix.startswith(node_prefix):
+                async for key in self._node_keys(node):
+                    if key.startswith(prefix.rstrip("/") + "/") and not key.endswith(_META):
+                        await self.delete(key)
         # nodes below a prefix that is not a node itself (implicit group)
         below = "/" if path == "/" else path + "/"
         for node in list(self._session.iter_nodes()):
@@ -251,7 +279,11 @@ class IcechunkStore(Store):
             async for key in self._node_keys(node):
                 yield key
 
-    async def list_prefix(self, prefix: str) -> AsyncIterator[str]:
+    def list_prefix(self, prefix: str) -> AsyncIterator[str]:
+        self._check_prefix(prefix)  # raised at call time, like the official store
+        return self._list_prefix(prefix)
+
+    async def _list_prefix(self, prefix: str) -> AsyncIterator[str]:
         for node in list(self._session.iter_nodes()):
             node_prefix = _store_prefix(node.path)
             # skip nodes whose keys cannot start with prefix
@@ -272,11 +304,9 @@ class IcechunkStore(Store):
                     seen.add(_META)
                     yield _META
                 if node.is_array and node.meta.key_encoding == "default":
-                    async for _ in self._session.iter_chunk_coords(node):
-                        if "c" not in seen:
-                            seen.add("c")
-                            yield "c"
-                        break
+                    if "c" not in seen:  # like the official store, even with no chunks
+                        seen.add("c")
+                        yield "c"
                 elif node.is_array:
                     async for key in self._node_keys(node):
                         child = key[len(base) :].split("/", 1)[0]

@@ -55,6 +55,16 @@ class ArrayMeta:
             return None
         return coords
 
+    def is_chunk_key_shaped(self, rest: str) -> bool:
+        """Whether ``rest`` has the form of a chunk key, whatever its dimensionality."""
+        if self.key_encoding == "default":
+            if rest == "c":
+                return True
+            if not rest.startswith("c" + self.separator):
+                return False
+            rest = rest[2:]
+        return all(p.isdigit() for p in rest.split(self.separator))
+
     def chunk_key(self, coords: tuple[int, ...]) -> str:
         if self.key_encoding == "default":
             return self.separator.join(["c", *map(str, coords)])

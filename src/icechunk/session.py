@@ -98,7 +98,7 @@ class Session:
 
     def __getstate__(self) -> dict[str, Any]:
         if not self._read_only:
-            raise IcechunkError(
+            raise InvalidInputError(
                 "a writable Session cannot be pickled: to write from other processes or dask "
                 "workers, use session.fork() (coming in a later version) and merge the forks "
                 "back; read-only sessions pickle freely"
@@ -294,6 +294,8 @@ class Session:
                 f"chunk {list(coords)} is outside the chunk grid {list(node.meta.grid)} "
                 f"of array {node.path}"
             )
+        if not data:
+            raise InvalidInputError(f"empty chunk for {node.path} {list(coords)}: nothing to store")
         if len(data) <= self._repo.config.effective_inline_threshold:
             payload: ChunkPayload = InlineChunk(bytes(data))
         else:

@@ -20,7 +20,7 @@ from zarr.abc.store import (
 )
 from zarr.core.buffer import Buffer, BufferPrototype
 
-from icechunk.exceptions import IcechunkError, InvalidInputError, ReadOnlyError
+from icechunk.exceptions import InvalidInputError, ReadOnlyError
 from icechunk.format.manifest import ChunkCoords
 from icechunk.storage.base import ByteRange
 
@@ -50,7 +50,7 @@ def _to_range(byte_range: ByteRequest | None) -> ByteRange | None:
         return ByteRange(byte_range.offset, None)
     if isinstance(byte_range, SuffixByteRequest):
         return ByteRange(suffix=byte_range.suffix)
-    raise InvalidInputError(f"unsupported byte range {byte_range!r}")
+    raise InvalidInputError(f"Unexpected byte_range, got {byte_range!r}")
 
 
 class IcechunkStore(Store):
@@ -93,7 +93,7 @@ class IcechunkStore(Store):
 
     def __getstate__(self) -> dict[str, Any]:
         if not self.read_only:
-            raise IcechunkError(
+            raise InvalidInputError(
                 "the store of a writable session cannot be pickled: to write from other "
                 "processes or dask workers use session.fork() (coming in a later version); "
                 "stores of read-only sessions pickle freely"
@@ -104,9 +104,10 @@ class IcechunkStore(Store):
         self.__init__(state["session"], state["read_only"])  # type: ignore[misc]
 
     def with_read_only(self, read_only: bool = False) -> IcechunkStore:
-        if not read_only and self._session.read_only:
-            raise ReadOnlyError("the session is read-only; its store cannot be made writable")
-        return IcechunkStore(self._session, read_only=read_only)
+        # The flag can only restrict: a read-only session's store never becomes writable.
+        store = IcechunkStore(self._session, read_only=read_only)
+        store._is_open = False  # zarr's convention: opened lazily on first use
+        return store
 
     def _check_writable(self) -> None:
         if self.read_only:
@@ -148,11 +149,22 @@ class IcechunkStore(Store):
         return None
 
     def _check_prefix(self, prefix: str) -> None:
+        """Reject prefixes that cannot be a node path (partial names, inside an array)."""
+        if not prefix:
+            return
         path = _node_path(prefix)
-        if prefix.strip("/") and self._session.get_node(path) is None:
+        node = self._session.get_node(path)
+        if not prefix.endswith("/") and node is None:
             raise InvalidInputError(
                 f"bad key prefix {prefix!r}: only prefixes naming a group or array are allowed"
             )
+        parts = path.strip("/").split("/")
+        for i in range(len(parts)):
+            parent = self._session.get_node("/" + "/".join(parts[:i]) if i else "/")
+            if parent is not None and parent.is_array:
+                raise InvalidInputError(
+                    f"bad key prefix {prefix!r}: it points inside array {parent.path}"
+                )
 
     # ------------------------------------------------------------------
     # reads

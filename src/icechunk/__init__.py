@@ -13,6 +13,14 @@ from icechunk.config import (
     ManifestSplittingConfig,
     RepositoryConfig,
 )
+from icechunk.conflicts import (
+    BasicConflictSolver,
+    Conflict,
+    ConflictDetector,
+    ConflictSolver,
+    ConflictType,
+    VersionSelection,
+)
 from icechunk.exceptions import (
     AlreadyExistsError,
     BranchNotFoundError,
@@ -21,11 +29,13 @@ from icechunk.exceptions import (
     FormatError,
     IcechunkError,
     InvalidInputError,
+    MergeConflictError,
     NodeNotFoundError,
     NotFoundError,
     ObjectNotFoundError,
     PreconditionFailedError,
     ReadOnlyError,
+    RebaseFailedError,
     RefNotFoundError,
     RepositoryExistsError,
     RepositoryNotFoundError,
@@ -35,6 +45,7 @@ from icechunk.exceptions import (
     TagNotFoundError,
     UnsupportedSpecVersionError,
 )
+from icechunk.fork import ForkSession
 from icechunk.format.snapshot import ManifestFileInfo
 from icechunk.repository import Diff, Repository, SnapshotInfo
 from icechunk.session import ChunkType, Session
@@ -48,6 +59,15 @@ from icechunk.store import IcechunkStore
 __version__ = "0.1.0"
 
 __all__ = [
+    "BasicConflictSolver",
+    "Conflict",
+    "ConflictDetector",
+    "ConflictSolver",
+    "ConflictType",
+    "ForkSession",
+    "MergeConflictError",
+    "RebaseFailedError",
+    "VersionSelection",
     "AlreadyExistsError",
     "BranchNotFoundError",
     "ChunkType",

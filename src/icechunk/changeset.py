@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from icechunk.format.manifest import ChunkCoords, ChunkPayload
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class NodeChange:
     """A node created in this session, or one whose zarr.json changed."""
 
@@ -35,3 +35,12 @@ class ChangeSet:
     def drop_node(self, node_id: str) -> None:
         self.chunks.pop(node_id, None)
         self.min_grid.pop(node_id, None)
+
+    def copy(self) -> ChangeSet:
+        """An independent copy (payloads and node changes are immutable, so shared)."""
+        return ChangeSet(
+            nodes=dict(self.nodes),
+            deleted=dict(self.deleted),
+            chunks={node_id: dict(chunks) for node_id, chunks in self.chunks.items()},
+            min_grid=dict(self.min_grid),
+        )

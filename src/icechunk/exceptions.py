@@ -115,3 +115,20 @@ class ConflictError(IcechunkError):
         super().__init__(message)
         self.expected_parent = expected_parent
         self.actual_parent = actual_parent
+
+
+class RebaseFailedError(ConflictError):
+    """Rebasing could not reconcile this session's changes with newer commits.
+
+    ``conflicts`` lists every :class:`~icechunk.Conflict` found; ``snapshot`` is
+    the commit the rebase stopped at.
+    """
+
+    def __init__(self, message: str, *, snapshot: str | None, conflicts: list) -> None:
+        super().__init__(message, expected_parent=None, actual_parent=snapshot)
+        self.snapshot = snapshot
+        self.conflicts = list(conflicts)
+
+
+class MergeConflictError(RebaseFailedError):
+    """Forked sessions (or a fork and its parent) changed the same things."""

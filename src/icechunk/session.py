@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import random
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -11,12 +12,16 @@ from typing import TYPE_CHECKING, Any
 from icechunk import keys
 from icechunk._sync import run
 from icechunk.changeset import ChangeSet, NodeChange
+from icechunk.conflicts import ConflictSolver
 from icechunk.exceptions import (
+    BranchNotFoundError,
     ConflictError,
     IcechunkError,
     InvalidInputError,
     NodeNotFoundError,
     ReadOnlyError,
+    RebaseFailedError,
+    SessionStateError,
 )
 from icechunk.format.ids import new_id8, new_id12
 from icechunk.format.manifest import (
@@ -44,6 +49,7 @@ from icechunk.storage.base import ByteRange
 from icechunk.zarr_meta import ArrayMeta, parse_array_meta, parse_node_type
 
 if TYPE_CHECKING:
+    from icechunk.fork import ForkSession
     from icechunk.repository import Repository
     from icechunk.store import IcechunkStore
 
@@ -100,8 +106,8 @@ class Session:
         if not self._read_only:
             raise InvalidInputError(
                 "a writable Session cannot be pickled: to write from other processes or dask "
-                "workers, use session.fork() (coming in a later version) and merge the forks "
-                "back; read-only sessions pickle freely"
+                "workers, send session.fork() instead, then session.merge(*forks) and commit; "
+                "read-only sessions pickle freely"
             )
         state = dict(self.__dict__)
         state["_store"] = None
@@ -361,7 +367,7 @@ class Session:
         metadata: dict[str, Any] | None = None,
         *,
         allow_empty: bool = False,
-        rebase_with: Any = None,
+        rebase_with: ConflictSolver | None = None,
         rebase_tries: int = 1000,
     ) -> str:
         self._check_writable()
@@ -371,13 +377,40 @@ class Session:
             raise InvalidInputError(f"commit message must be a str, got {type(message).__name__}")
         if metadata is not None and not isinstance(metadata, dict):
             raise InvalidInputError(f"metadata must be a dict, got {type(metadata).__name__}")
-        if rebase_with is not None:
-            raise IcechunkError("rebase_with is not supported by this version of the library yet")
+        if rebase_with is not None and not isinstance(rebase_with, ConflictSolver):
+            raise InvalidInputError(
+                "rebase_with must be a conflict solver such as ic.ConflictDetector() or "
+                f"ic.BasicConflictSolver(), got {type(rebase_with).__name__}"
+            )
         if self._changes.is_empty() and not allow_empty:
             raise IcechunkError("no changes to commit; pass allow_empty=True to commit anyway")
-        new_snapshot = await self._flush(message, metadata or {})
+        rebases = 0
+        while True:
+            try:
+                return await self._commit_once(message, metadata or {})
+            except ConflictError as conflict:
+                if rebase_with is None or isinstance(conflict, RebaseFailedError):
+                    raise
+                if rebases >= rebase_tries:
+                    raise ConflictError(
+                        f"gave up after {rebases} rebases: the branch keeps moving. {conflict}",
+                        expected_parent=conflict.expected_parent,
+                        actual_parent=conflict.actual_parent,
+                    ) from None
+                # Full jitter keeps many committers from retrying in lockstep.
+                await asyncio.sleep(random.uniform(0, min(1.0, 0.005 * 2 ** min(rebases, 8))))
+                await self.rebase_async(rebase_with)
+                rebases += 1
+
+    async def _commit_once(self, message: str, metadata: dict[str, Any]) -> str:
         parent = self._snapshot.id
         branch = self._branch
+        assert branch is not None
+        # Cheap check first, so a stale session does not write objects it cannot use.
+        tip = await self._branch_tip()
+        if tip != parent:
+            raise ConflictError(expected_parent=parent, actual_parent=tip)
+        new_snapshot = await self._flush(message, metadata)
 
         def mutate(info: RepoInfo) -> Update:
             tip = info.branches.get(branch)
@@ -409,6 +442,121 @@ class Session:
         self._changes = ChangeSet()
         self._read_only = True
         return new_snapshot.id
+
+    async def _branch_tip(self) -> str:
+        info = await self._repo._repo_info()
+        tip = info.branches.get(self._branch or "")
+        if tip is None:
+            raise BranchNotFoundError(f"branch {self._branch!r} no longer exists")
+        return tip
+
+    # ------------------------------------------------------------------
+    # rebase
+
+    def rebase(self, solver: ConflictSolver) -> None:
+        """Move this session onto the branch tip, reconciling changes with ``solver``.
+
+        Raises :class:`RebaseFailedError` listing every conflict the solver could
+        not resolve; the session is then unchanged.
+        """
+        run(self.rebase_async(solver))
+
+    async def rebase_async(self, solver: ConflictSolver) -> None:
+        from icechunk.rebase import TheirChanges, find_conflicts, resolve
+
+        self._check_writable()
+        if not isinstance(solver, ConflictSolver):
+            raise InvalidInputError(
+                f"solver must be e.g. ic.ConflictDetector(), got {type(solver).__name__}"
+            )
+        if self._branch is None:
+            raise SessionStateError("only sessions on a branch can be rebased")
+        info = await self._repo._repo_info()
+        tip = info.branches.get(self._branch)
+        if tip is None:
+            raise BranchNotFoundError(f"branch {self._branch!r} no longer exists")
+        base = self._snapshot.id
+        if tip == base:
+            return
+        newer: list[str] = []
+        current: str | None = tip
+        while current is not None and current != base:
+            newer.append(current)
+            entry = info.snapshots.get(current)
+            current = entry.parent_id if entry else None
+        if current != base:
+            raise RebaseFailedError(
+                f"branch {self._branch!r} was reset to {tip}, which does not descend from this "
+                f"session's snapshot {base}: start a new session",
+                snapshot=tip,
+                conflicts=[],
+            )
+        objects = self._repo._objects
+        logs = await asyncio.gather(*(objects.transaction_log(s) for s in reversed(newer)))
+        tip_snapshot = await objects.snapshot(tip)
+        findings = find_conflicts(
+            self._changes, self._snapshot, tip_snapshot, TheirChanges.combine(list(logs))
+        )
+        failed = resolve(findings, solver)
+        if failed:
+            listing = "; ".join(map(str, failed[:10]))
+            more = f" and {len(failed) - 10} more" if len(failed) > 10 else ""
+            raise RebaseFailedError(
+                f"rebase onto {tip} failed with {len(failed)} conflict(s): {listing}{more}",
+                snapshot=tip,
+                conflicts=failed,
+            )
+        self._move_base(tip_snapshot)
+
+    def _move_base(self, tip: Snapshot) -> None:
+        """Re-base the change set on ``tip`` once conflicts are resolved."""
+        changes = self._changes
+        tip_ids = {n.id for n in tip.nodes.values()}
+        # deletions of nodes someone else deleted already
+        for path, node_id in list(changes.deleted.items()):
+            if node_id not in tip_ids:
+                del changes.deleted[path]
+        self._snapshot = tip
+        # a group we deleted takes the nodes added below it with it
+        for path in list(changes.deleted):
+            below = "/" if path == "/" else path + "/"
+            for other in tip.nodes.values():
+                if other.path.startswith(below) and other.path not in changes.deleted:
+                    changes.deleted[other.path] = other.id
+        for node_id in [n for n in changes.chunks if n not in tip_ids]:
+            if not any(c.id == node_id for c in changes.nodes.values()):
+                changes.drop_node(node_id)
+
+    # ------------------------------------------------------------------
+    # fork and merge
+
+    def fork(self) -> ForkSession:
+        """A picklable copy of this session for other threads, processes or machines.
+
+        Write through ``fork.store`` anywhere that reaches the same storage, send the
+        fork back, and ``session.merge(fork)`` before committing. Forking writes
+        nothing to storage.
+        """
+        self._check_writable()
+        from icechunk.fork import ForkSession
+
+        return ForkSession(
+            self._repo,
+            self._snapshot,
+            branch=self._branch,
+            changes=self._changes.copy(),
+            inherited=self._changes.copy(),
+        )
+
+    def merge(self, *others: ForkSession) -> None:
+        """Bring the changes of forks into this session (all or nothing)."""
+        run(self.merge_async(*others))
+
+    async def merge_async(self, *others: ForkSession) -> None:
+        from icechunk.fork import merge_forks
+
+        self._check_writable()
+        merge_forks(self, list(others))
 
     async def _flush(self, message: str, metadata: dict[str, Any]) -> Snapshot:
         """Write manifests, transaction log and snapshot; return the new snapshot."""

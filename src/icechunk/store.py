@@ -92,11 +92,13 @@ class IcechunkStore(Store):
         return f"<IcechunkStore of {self._session!r}>"
 
     def __getstate__(self) -> dict[str, Any]:
-        if not self.read_only:
+        from icechunk.fork import ForkSession
+
+        if not self.read_only and not isinstance(self._session, ForkSession):
             raise InvalidInputError(
                 "the store of a writable session cannot be pickled: to write from other "
-                "processes or dask workers use session.fork() (coming in a later version); "
-                "stores of read-only sessions pickle freely"
+                "processes or dask workers use session.fork() and its store, then "
+                "session.merge(*forks); stores of read-only sessions pickle freely"
             )
         return {"session": self._session, "read_only": self._read_only}
 

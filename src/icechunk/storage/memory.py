@@ -7,11 +7,19 @@ shared between threads (one lock guards every access), not between processes.
 from __future__ import annotations
 
 import threading
+import uuid
+import weakref
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from icechunk.exceptions import InvalidInputError, ObjectNotFoundError, PreconditionFailedError
+from icechunk.exceptions import (
+    InvalidInputError,
+    ObjectNotFoundError,
+    PreconditionFailedError,
+    StorageError,
+)
 from icechunk.storage.base import ByteRange, ObjectInfo, Storage, Version, resolve_byte_range
 
 
@@ -28,6 +36,19 @@ def _check_key(key: object) -> str:
     return key
 
 
+_LIVE: weakref.WeakValueDictionary[str, InMemoryStorage] = weakref.WeakValueDictionary()
+
+
+def _find_live_storage(token: str) -> InMemoryStorage:
+    storage = _LIVE.get(token)
+    if storage is None:
+        raise StorageError(
+            "an in-memory storage cannot be used from another process; use "
+            "ic.local_filesystem_storage or an object store for multi-process work"
+        )
+    return storage
+
+
 class InMemoryStorage(Storage):
     """Objects kept in a dict; every write gets a new, increasing version number."""
 
@@ -35,6 +56,14 @@ class InMemoryStorage(Storage):
         self._objects: dict[str, _Entry] = {}
         self._lock = threading.Lock()
         self._counter = 0
+        self._token = uuid.uuid4().hex
+        _LIVE[self._token] = self
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        # Pickles as a reference: unpickling in the same process gives back this very
+        # storage (so forks and read-only sessions travel between threads and dask
+        # tasks); in another process there is nothing to refer to.
+        return _find_live_storage, (self._token,)
 
     def _new_entry(self, data: bytes) -> _Entry:
         # Caller holds self._lock.

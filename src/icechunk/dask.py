@@ -1,0 +1,72 @@
+"""Writing dask arrays into icechunk: every task writes through a fork, forks merge in a tree."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from icechunk.distributed import merge_sessions
+from icechunk.exceptions import InvalidInputError
+from icechunk.fork import ForkSession
+
+_UNSUPPORTED = ("compute", "return_stored", "load_stored", "lock")
+
+
+def store_dask(
+    *,
+    sources: Sequence[Any],
+    targets: Sequence[Any],
+    regions: Sequence[tuple[slice, ...]] | None = None,
+    split_every: int | None = None,
+    **store_kwargs: Any,
+) -> ForkSession:
+    """Like ``dask.array.store``, for zarr arrays opened on a ForkSession's store.
+
+    Runs the writes now (on whatever scheduler is active: threads, processes or a
+    ``distributed`` cluster), merges the forks every task wrote through in a tree
+    of at most ``split_every`` forks per merge, and returns the merged fork.
+    Merge it into the session it came from (``session.merge(fork)``), then commit.
+    """
+    import dask
+    import dask.array
+
+    for name in _UNSUPPORTED:
+        if name in store_kwargs:
+            raise InvalidInputError(f"store_dask does not support the {name!r} argument")
+    if split_every is not None and split_every < 2:
+        raise InvalidInputError("split_every must be at least 2")
+    for target in targets:
+        session = getattr(getattr(target, "store", None), "session", None)
+        if not isinstance(session, ForkSession):
+            raise InvalidInputError(
+                "store_dask targets must be zarr arrays opened on a ForkSession's store: "
+                "fork = session.fork(); zarr.open_array(fork.store, path=..., mode='a')"
+            )
+    stored = dask.array.store(
+        list(sources),
+        list(targets),
+        regions=list(regions) if regions is not None else None,
+        lock=False,
+        compute=False,
+        return_stored=True,
+        load_stored=False,
+        **store_kwargs,
+    )
+    arrays = stored if isinstance(stored, tuple) else (stored,)
+    blocks = [block for array in arrays for block in array.to_delayed().ravel()]
+    merged = _tree_merge(blocks, split_every or 8)
+    (result,) = dask.compute(merged)
+    return result
+
+
+def _tree_merge(items: list[Any], split_every: int) -> Any:
+    """A delayed reduction: merge groups of ``split_every`` until one fork is left."""
+    from dask import delayed
+
+    merge = delayed(merge_sessions, pure=False)
+    level = list(items)
+    while len(level) > 1 or not level:
+        if not level:
+            raise InvalidInputError("store_dask got no source arrays")
+        level = [merge(*level[i : i + split_every]) for i in range(0, len(level), split_every)]
+    return level[0] if isinstance(level[0], ForkSession) else merge(level[0])

@@ -47,18 +47,30 @@ from icechunk.exceptions import (
 )
 from icechunk.fork import ForkSession
 from icechunk.format.snapshot import ManifestFileInfo
+from icechunk.migration import upgrade_icechunk_repository
+from icechunk.ops import FeatureFlag, RepoAvailability, RepoStatus, Update, UpdateType
 from icechunk.repository import Diff, Repository, SnapshotInfo
-from icechunk.session import ChunkType, Session
+from icechunk.session import ChunkType, Session, SessionMode
 from icechunk.storage import (
     Storage,
     in_memory_storage,
     local_filesystem_storage,
 )
 from icechunk.store import IcechunkStore
+from icechunk.versions import SpecVersion, spec_version, supported_spec_versions
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "SessionMode",
+    "FeatureFlag",
+    "RepoAvailability",
+    "RepoStatus",
+    "SpecVersion",
+    "Update",
+    "UpdateType",
+    "spec_version",
+    "supported_spec_versions",
     "BasicConflictSolver",
     "Conflict",
     "ConflictDetector",
@@ -105,4 +117,5 @@ __all__ = [
     "__version__",
     "in_memory_storage",
     "local_filesystem_storage",
+    "upgrade_icechunk_repository",
 ]

@@ -45,7 +45,9 @@ from icechunk.format.repo_info import (
 from icechunk.format.snapshot import ManifestFileInfo, Snapshot, encode_snapshot
 from icechunk.format.transaction_log import TransactionLog, encode_transaction_log
 from icechunk.objects import RepoObjects
+from icechunk.repository_admin import RepositoryAdmin, flag_enabled
 from icechunk.storage.base import Storage, Version
+from icechunk.versions import SpecVersion
 
 if TYPE_CHECKING:
     from icechunk.session import Session
@@ -154,7 +156,7 @@ def diff_from_logs(logs: list[TransactionLog], old: Snapshot, new: Snapshot) -> 
     return diff
 
 
-class Repository:
+class Repository(RepositoryAdmin):
     """An icechunk repository on some storage.
 
     Create one with :meth:`create`, :meth:`open` or :meth:`open_or_create`.
@@ -177,6 +179,7 @@ class Repository:
         self._config = config
         self._spec_version = spec_version
         self._objects = RepoObjects(storage)
+        self._default_commit_metadata: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         return f"<icechunk.Repository at {self._storage.describe()}>"
@@ -186,6 +189,7 @@ class Repository:
             "storage": self._storage,
             "config": self._config,
             "spec_version": self._spec_version,
+            "default_commit_metadata": self._default_commit_metadata,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -193,6 +197,7 @@ class Repository:
         self._config = state["config"]
         self._spec_version = state["spec_version"]
         self._objects = RepoObjects(self._storage)
+        self._default_commit_metadata = state.get("default_commit_metadata", {})
 
     # ------------------------------------------------------------------
     # creation and opening
@@ -357,8 +362,8 @@ class Repository:
         return self._config
 
     @property
-    def spec_version(self) -> int:
-        return self._spec_version
+    def spec_version(self) -> SpecVersion:
+        return SpecVersion(self._spec_version)
 
     def save_config(self) -> None:
         """Persist this repository's configuration in the repository."""
@@ -403,7 +408,9 @@ class Repository:
             )
         return info, version
 
-    async def _update_repo_info(self, mutate: Callable[[RepoInfo], Update]) -> RepoInfo:
+    async def _update_repo_info(
+        self, mutate: Callable[[RepoInfo], Update], *, allow_offline: bool = False
+    ) -> RepoInfo:
         """Apply ``mutate`` to the latest repo info and swap it in atomically.
 
         ``mutate`` changes the info in place and returns the ops-log entry to add
@@ -423,7 +430,7 @@ class Repository:
                     f"repository spec version {info.spec_version} is newer than this library "
                     "supports; refusing to write"
                 )
-            if info.status.availability != Availability.ONLINE:
+            if info.status.availability != Availability.ONLINE and not allow_offline:
                 reason = f": {info.status.reason}" if info.status.reason else ""
                 raise ReadOnlyError(
                     f"the repository is {info.status.availability.name.lower()}{reason}"
@@ -545,6 +552,8 @@ class Repository:
         snapshot_id = normalize_id12(snapshot_id)
 
         def mutate(info: RepoInfo) -> Update:
+            if not flag_enabled(info, "create_tag"):
+                raise InvalidInputError("creating tags is disabled by the create_tag feature flag")
             if tag in info.tags:
                 raise AlreadyExistsError(f"tag {tag!r} already exists; tags cannot be moved")
             if tag in info.deleted_tags:
@@ -577,6 +586,8 @@ class Repository:
         _check_ref_name(tag, "tag")
 
         def mutate(info: RepoInfo) -> Update:
+            if not flag_enabled(info, "delete_tag"):
+                raise InvalidInputError("deleting tags is disabled by the delete_tag feature flag")
             previous = _tag_target(info, tag)
             del info.tags[tag]
             info.deleted_tags.add(tag)

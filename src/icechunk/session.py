@@ -56,6 +56,14 @@ if TYPE_CHECKING:
 _MAX_CONCURRENT_WRITES = 32
 
 
+class SessionMode(enum.Enum):
+    """What a session may do."""
+
+    readonly = 0
+    writable = 1
+    rearrange = 2
+
+
 class ChunkType(enum.Enum):
     """How a chunk is stored (``Session.chunk_type``)."""
 
@@ -143,6 +151,32 @@ class Session:
     @property
     def repository(self) -> Repository:
         return self._repo
+
+    @property
+    def mode(self) -> SessionMode:
+        return SessionMode.readonly if self._read_only else SessionMode.writable
+
+    @property
+    def config(self) -> Any:
+        """The configuration of the repository this session belongs to."""
+        return self._repo.config
+
+    def get_node_id(self, path: str) -> str:
+        """The id of the group or array at ``path`` (stable for the node's lifetime)."""
+        return self.require_node(_normalize_path(path)).id
+
+    async def get_node_id_async(self, path: str) -> str:
+        return self.get_node_id(path)
+
+    async def chunk_coordinates(
+        self, array_path: str, batch_size: int = 1000
+    ) -> AsyncIterator[tuple[int, ...]]:
+        """Coordinates of every written chunk of an array."""
+        node = self.require_node(_normalize_path(array_path))
+        if not node.is_array:
+            raise InvalidInputError(f"{node.path} is a group, not an array")
+        async for coords in self.iter_chunk_coords(node):
+            yield coords
 
     @property
     def has_uncommitted_changes(self) -> bool:
@@ -410,6 +444,7 @@ class Session:
         tip = await self._branch_tip()
         if tip != parent:
             raise ConflictError(expected_parent=parent, actual_parent=tip)
+        metadata = {**self._repo.default_commit_metadata, **metadata}
         new_snapshot = await self._flush(message, metadata)
 
         def mutate(info: RepoInfo) -> Update:
@@ -437,10 +472,7 @@ class Session:
             )
 
         await self._repo._update_repo_info(mutate)
-        self._repo._objects.remember_snapshot(new_snapshot)
-        self._snapshot = new_snapshot
-        self._changes = ChangeSet()
-        self._read_only = True
+        self._finish(new_snapshot)
         return new_snapshot.id
 
     async def _branch_tip(self) -> str:
@@ -449,6 +481,97 @@ class Session:
         if tip is None:
             raise BranchNotFoundError(f"branch {self._branch!r} no longer exists")
         return tip
+
+    def flush(self, message: str, *, metadata: dict[str, Any] | None = None) -> str:
+        """Save the changes as a new snapshot without moving any branch.
+
+        The session becomes read-only, based on the new (detached) snapshot.
+        """
+        return run(self.flush_async(message, metadata=metadata))
+
+    async def flush_async(self, message: str, *, metadata: dict[str, Any] | None = None) -> str:
+        self._check_writable()
+        parent = self._snapshot.id
+        snapshot = await self._flush(
+            message, {**self._repo.default_commit_metadata, **(metadata or {})}
+        )
+
+        def mutate(info: RepoInfo) -> Update:
+            info.snapshots[snapshot.id] = SnapshotEntry(
+                snapshot.id, parent, snapshot.flushed_at, snapshot.message, dict(snapshot.metadata)
+            )
+            return Update(
+                UpdateKind.NEW_DETACHED_SNAPSHOT, snapshot.flushed_at, {"new_snap_id": snapshot.id}
+            )
+
+        await self._repo._update_repo_info(mutate)
+        self._finish(snapshot)
+        return snapshot.id
+
+    def amend(
+        self,
+        message: str,
+        *,
+        metadata: dict[str, Any] | None = None,
+        allow_empty: bool = False,
+    ) -> str:
+        """Replace the branch's latest commit with one that also has this session's changes."""
+        return run(self.amend_async(message, metadata=metadata, allow_empty=allow_empty))
+
+    async def amend_async(
+        self,
+        message: str,
+        *,
+        metadata: dict[str, Any] | None = None,
+        allow_empty: bool = False,
+    ) -> str:
+        self._check_writable()
+        if self._branch is None:
+            raise SessionStateError("only a session on a branch can amend")
+        if self._changes.is_empty() and not allow_empty:
+            raise IcechunkError("no changes to amend with; pass allow_empty=True to amend anyway")
+        info = await self._repo._repo_info()
+        previous = self._snapshot.id
+        entry = info.snapshots.get(previous)
+        if entry is None or entry.parent_id is None:
+            raise SessionStateError("the first commit of a repository cannot be amended")
+        grandparent = entry.parent_id
+        branch = self._branch
+        tip = info.branches.get(branch)
+        if tip != previous:
+            raise ConflictError(expected_parent=previous, actual_parent=tip)
+        snapshot = await self._flush(
+            message, {**self._repo.default_commit_metadata, **(metadata or {})}
+        )
+
+        def mutate(info: RepoInfo) -> Update:
+            tip = info.branches.get(branch)
+            if tip != previous:
+                raise ConflictError(expected_parent=previous, actual_parent=tip)
+            info.snapshots[snapshot.id] = SnapshotEntry(
+                snapshot.id,
+                grandparent,
+                snapshot.flushed_at,
+                snapshot.message,
+                dict(snapshot.metadata),
+            )
+            info.branches[branch] = snapshot.id
+            return Update(
+                UpdateKind.COMMIT_AMENDED,
+                snapshot.flushed_at,
+                {"branch": branch, "previous_snap_id": previous, "new_snap_id": snapshot.id},
+            )
+
+        await self._repo._update_repo_info(mutate)
+        self._finish(snapshot)
+        return snapshot.id
+
+    def _finish(self, snapshot: Snapshot) -> None:
+        """After a commit, amend or flush: read-only on the new snapshot."""
+        self._repo._objects.remember_snapshot(snapshot)
+        self._snapshot = snapshot
+        self._changes = ChangeSet()
+        self._read_only = True
 
     # ------------------------------------------------------------------
     # rebase

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from icechunk.format.manifest import ChunkCoords, ChunkPayload
+from icechunk.format.transaction_log import MoveOperation
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,9 +29,11 @@ class ChangeSet:
     chunks: dict[str, dict[ChunkCoords, ChunkPayload | None]] = field(default_factory=dict)
     #: smallest chunk grid an existing array had during the session (resizes)
     min_grid: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    #: node moves of a rearrange session, in the order they were made
+    moves: list[MoveOperation] = field(default_factory=list)
 
     def is_empty(self) -> bool:
-        return not (self.nodes or self.deleted or any(self.chunks.values()))
+        return not (self.nodes or self.deleted or self.moves or any(self.chunks.values()))
 
     def drop_node(self, node_id: str) -> None:
         self.chunks.pop(node_id, None)
@@ -43,4 +46,5 @@ class ChangeSet:
             deleted=dict(self.deleted),
             chunks={node_id: dict(chunks) for node_id, chunks in self.chunks.items()},
             min_grid=dict(self.min_grid),
+            moves=list(self.moves),
         )

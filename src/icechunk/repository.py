@@ -716,6 +716,19 @@ class Repository(RepositoryAdmin):
         snap = await self._objects.snapshot(sid)
         return Session(self, snap, branch=branch, read_only=False)
 
+    def rearrange_session(self, branch: str) -> Session:
+        """A session that can only move and rename nodes (``session.move``)."""
+        return run(self.rearrange_session_async(branch))
+
+    async def rearrange_session_async(self, branch: str) -> Session:
+        from icechunk.session import Session
+
+        session = await self.writable_session_async(branch)
+        info = await self._repo_info()
+        if not flag_enabled(info, "move_node"):
+            raise InvalidInputError("moving nodes is disabled by the move_node feature flag")
+        return Session(self, session._snapshot, branch=branch, read_only=False, rearrange=True)
+
     # ------------------------------------------------------------------
     # diff
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,7 @@ from icechunk._sync import run
 from icechunk.changeset import ChangeSet, NodeChange
 from icechunk.conflicts import ConflictSolver
 from icechunk.exceptions import (
+    AlreadyExistsError,
     BranchNotFoundError,
     ConflictError,
     IcechunkError,
@@ -43,7 +45,13 @@ from icechunk.format.snapshot import (
     Snapshot,
     encode_snapshot,
 )
-from icechunk.format.transaction_log import TransactionLog, encode_transaction_log
+from icechunk.format.transaction_log import (
+    NODE_TYPE_ARRAY,
+    NODE_TYPE_GROUP,
+    MoveOperation,
+    TransactionLog,
+    encode_transaction_log,
+)
 from icechunk.repository import Diff, diff_from_logs, now_us
 from icechunk.storage.base import ByteRange
 from icechunk.zarr_meta import ArrayMeta, parse_array_meta, parse_node_type
@@ -98,9 +106,11 @@ class Session:
         *,
         branch: str | None,
         read_only: bool,
+        rearrange: bool = False,
     ) -> None:
         self._repo = repo
         self._snapshot = snapshot
+        self._rearrange = rearrange
         self._branch = branch
         self._read_only = read_only
         self._changes = ChangeSet()
@@ -154,7 +164,9 @@ class Session:
 
     @property
     def mode(self) -> SessionMode:
-        return SessionMode.readonly if self._read_only else SessionMode.writable
+        if self._read_only:
+            return SessionMode.readonly
+        return SessionMode.rearrange if self._rearrange else SessionMode.writable
 
     @property
     def config(self) -> Any:
@@ -226,9 +238,17 @@ class Session:
             if node is not None:
                 yield node
 
+    def _check_data_writable(self) -> None:
+        self._check_writable()
+        if self._rearrange:
+            raise SessionStateError(
+                "a rearrange session can only move nodes (session.move); use "
+                "repo.writable_session(branch) to change data"
+            )
+
     def set_metadata(self, path: str, user_data: bytes) -> None:
         """Create or update the node at ``path`` from its zarr.json document."""
-        self._check_writable()
+        self._check_data_writable()
         node_type = parse_node_type(user_data)
         is_array = node_type == "array"
         meta = parse_array_meta(user_data) if is_array else None
@@ -263,7 +283,7 @@ class Session:
 
     def delete_node(self, path: str, *, recursive: bool = True) -> None:
         """Delete a node (and, by default, everything below it)."""
-        self._check_writable()
+        self._check_data_writable()
         paths = [path]
         if recursive:
             prefix = "/" if path == "/" else path + "/"
@@ -276,6 +296,128 @@ class Session:
             self._changes.drop_node(node.id)
             if node.base is not None:
                 self._changes.deleted[p] = node.id
+
+    # ------------------------------------------------------------------
+    # rearranging
+
+    def move(self, from_path: str, to_path: str) -> None:
+        """Move or rename a group or array (and everything below it); no data is copied."""
+        run(self.move_async(from_path, to_path))
+
+    async def move_async(self, from_path: str, to_path: str) -> None:
+        self._check_writable()
+        if not self._rearrange:
+            raise SessionStateError(
+                "moving nodes needs a rearrange session: repo.rearrange_session(branch)"
+            )
+        src, dst = _normalize_path(from_path), _normalize_path(to_path)
+        node = self.require_node(src)
+        if src == "/" or dst == "/":
+            raise InvalidInputError("the root group cannot be moved or replaced")
+        if self.get_node(dst) is not None:
+            raise AlreadyExistsError(f"cannot move {src} to {dst}: a node already exists there")
+        if dst.startswith(src + "/"):
+            raise InvalidInputError(f"cannot move {src} inside itself ({dst})")
+        parent = self.get_node(dst.rsplit("/", 1)[0] or "/")
+        if parent is not None and parent.is_array:
+            raise InvalidInputError(f"cannot move {src} into array {parent.path}")
+        renamed = {}
+        for path, snap_node in self._snapshot.nodes.items():
+            if path == src or path.startswith(src + "/"):
+                new_path = dst + path[len(src) :]
+                renamed[new_path] = dataclasses.replace(snap_node, path=new_path)
+            else:
+                renamed[path] = snap_node
+        self._snapshot = dataclasses.replace(self._snapshot, nodes=renamed)
+        kind = NODE_TYPE_ARRAY if node.is_array else NODE_TYPE_GROUP
+        self._changes.moves.append(MoveOperation(src, dst, node.id, kind))
+
+    def shift_array(self, array_path: str, chunk_offset: Iterable[int]) -> None:
+        """Shift every chunk by ``chunk_offset`` chunks; chunks shifted out are dropped."""
+        run(self.shift_array_async(array_path, chunk_offset))
+
+    async def shift_array_async(self, array_path: str, chunk_offset: Iterable[int]) -> None:
+        offset = tuple(int(o) for o in chunk_offset)
+        node = self._require_array(array_path)
+        if len(offset) != node.meta.ndim:
+            raise InvalidInputError(
+                f"chunk_offset has {len(offset)} dimensions, {node.path} has {node.meta.ndim}"
+            )
+        refs = await self._chunk_refs(node)
+        moved = {}
+        for coords, payload in refs.items():
+            target = tuple(c + o for c, o in zip(coords, offset))
+            if node.meta.in_bounds(target):
+                moved[target] = payload
+        self._replace_chunks(node, refs, moved, clear_vacated=True)
+
+    def reindex_array(
+        self,
+        array_path: str,
+        forward: Callable[[list[int]], Iterable[int] | None],
+        backward: Callable[[list[int]], Iterable[int] | None] | None = None,
+    ) -> None:
+        """Move chunks to the positions ``forward`` maps them to (None: leave in place).
+
+        With ``backward`` (the inverse of ``forward``), positions whose source has
+        no chunk are cleared.
+        """
+        run(self.reindex_array_async(array_path, forward, backward))
+
+    async def reindex_array_async(
+        self,
+        array_path: str,
+        forward: Callable[[list[int]], Iterable[int] | None],
+        backward: Callable[[list[int]], Iterable[int] | None] | None = None,
+    ) -> None:
+        node = self._require_array(array_path)
+        refs = await self._chunk_refs(node)
+        moved = {}
+        for coords, payload in refs.items():
+            target = forward(list(coords))
+            if target is None:
+                continue
+            target = tuple(int(t) for t in target)
+            if not node.meta.in_bounds(target):
+                raise InvalidInputError(f"forward mapped {list(coords)} outside the chunk grid")
+            moved[target] = payload
+        cleared = set()
+        if backward is not None:
+            for coords in refs:
+                source = backward(list(coords))
+                if source is None or tuple(source) not in refs:
+                    cleared.add(coords)
+        self._replace_chunks(node, {c: refs[c] for c in cleared}, moved, clear_vacated=True)
+
+    def _require_array(self, array_path: str) -> Node:
+        self._check_data_writable()
+        node = self.require_node(_normalize_path(array_path))
+        if not node.is_array:
+            raise InvalidInputError(f"{node.path} is a group, not an array")
+        return node
+
+    async def _chunk_refs(self, node: Node) -> dict[ChunkCoords, ChunkPayload]:
+        refs = {}
+        async for coords in self.iter_chunk_coords(node):
+            payload = await self.chunk_payload(node, coords)
+            if payload is not None:
+                refs[coords] = payload
+        return refs
+
+    def _replace_chunks(
+        self,
+        node: Node,
+        vacate: dict[ChunkCoords, ChunkPayload],
+        moved: dict[ChunkCoords, ChunkPayload],
+        *,
+        clear_vacated: bool,
+    ) -> None:
+        chunks = self._changes.chunks.setdefault(node.id, {})
+        if clear_vacated:
+            for coords in vacate:
+                if coords not in moved:
+                    chunks[coords] = None
+        chunks.update(moved)
 
     # ------------------------------------------------------------------
     # chunks
@@ -328,7 +470,7 @@ class Session:
         return await self._repo._objects.chunk_bytes(payload, byte_range)
 
     async def set_chunk(self, node: Node, coords: ChunkCoords, data: bytes) -> None:
-        self._check_writable()
+        self._check_data_writable()
         if not node.meta.in_bounds(coords):
             raise InvalidInputError(
                 f"chunk {list(coords)} is outside the chunk grid {list(node.meta.grid)} "
@@ -346,7 +488,7 @@ class Session:
         self._changes.chunks.setdefault(node.id, {})[coords] = payload
 
     def delete_chunk(self, node: Node, coords: ChunkCoords) -> None:
-        self._check_writable()
+        self._check_data_writable()
         if node.meta.in_bounds(coords):
             self._changes.chunks.setdefault(node.id, {})[coords] = None
 
@@ -601,6 +743,18 @@ class Session:
         base = self._snapshot.id
         if tip == base:
             return
+        if self._changes.moves:
+            from icechunk.conflicts import Conflict, ConflictType
+
+            moved = [
+                Conflict(ConflictType.MoveOperationCannotBeRebased, m.from_path)
+                for m in self._changes.moves
+            ]
+            raise RebaseFailedError(
+                "node moves cannot be rebased: start a new rearrange session on the new tip",
+                snapshot=tip,
+                conflicts=moved,
+            )
         newer: list[str] = []
         current: str | None = tip
         while current is not None and current != base:
@@ -825,6 +979,7 @@ class Session:
         for path, node_id in self._changes.deleted.items():
             old = base[path]
             (log.deleted_arrays if old.is_array else log.deleted_groups).add(node_id)
+        log.moved_nodes = _collapse_moves(self._changes.moves)
         live = {n.id for n in self.iter_nodes()}
         for node_id, chunks in self._changes.chunks.items():
             if chunks and node_id in live:
@@ -866,3 +1021,17 @@ def _normalize_path(path: str) -> str:
     if not isinstance(path, str):
         raise InvalidInputError(f"path must be a str, got {type(path).__name__}")
     return "/" + path.strip("/")
+
+
+def _collapse_moves(moves: list[MoveOperation]) -> list[MoveOperation]:
+    """One move per node (first source, last destination), identity moves dropped."""
+    first: dict[str, MoveOperation] = {}
+    last: dict[str, str] = {}
+    for move in moves:
+        first.setdefault(move.node_id, move)
+        last[move.node_id] = move.to_path
+    return [
+        MoveOperation(m.from_path, last[node_id], node_id, m.node_type)
+        for node_id, m in first.items()
+        if m.from_path != last[node_id]
+    ]

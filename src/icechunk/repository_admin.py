@@ -188,6 +188,29 @@ class RepositoryAdmin:
         snap = await self._objects.snapshot(normalize_id12(snapshot_id))  # type: ignore[attr-defined]
         return list(snap.manifest_files)
 
+    # -- inspection ---------------------------------------------------------------
+
+    def inspect_repo_info(self) -> dict[str, Any]:
+        """The decoded repo info file, as the official package renders it."""
+        from icechunk import inspect
+
+        return run(inspect.repo_info(self._storage))  # type: ignore[attr-defined]
+
+    def inspect_snapshot(self, snapshot_id: str) -> dict[str, Any]:
+        from icechunk import inspect
+
+        return run(inspect.snapshot(self._storage, normalize_id12(snapshot_id)))  # type: ignore[attr-defined]
+
+    def inspect_manifest(self, manifest_id: str) -> dict[str, Any]:
+        from icechunk import inspect
+
+        return run(inspect.manifest(self._storage, normalize_id12(manifest_id)))  # type: ignore[attr-defined]
+
+    def inspect_transaction_log(self, snapshot_id: str) -> dict[str, Any]:
+        from icechunk import inspect
+
+        return run(inspect.transaction_log(self._storage, normalize_id12(snapshot_id)))  # type: ignore[attr-defined]
+
     # -- transactions -----------------------------------------------------------
 
     @contextlib.contextmanager

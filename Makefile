@@ -9,7 +9,7 @@ VENV_PY     := $(VENV)/bin/python
 STAMP       := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv demo test test-fast lint clean
+.PHONY: help venv demo test test-fast lint compat clean
 
 help:
 	@echo "make venv       create .venv (Python >= 3.12) and install -e .[test]"
@@ -17,6 +17,7 @@ help:
 	@echo "make test       run the whole test suite (extra args: PYTEST_ARGS='...')"
 	@echo "make test-fast  skip the slow suites (-m 'not slow')"
 	@echo "make lint       ruff check src tests"
+	@echo "make compat     regenerate docs/compatibility.md (official API vs ours)"
 	@echo "make clean      remove .venv and caches"
 
 venv: $(STAMP)
@@ -44,6 +45,11 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests
+
+# Compares the official package (interop virtualenv under .cache/) with src/; --prune deletes
+# the entries of docs/compatibility_status.json for names that have landed since.
+compat: $(STAMP)
+	$(VENV_PY) tools/compat_report.py --prune
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .ruff_cache .hypothesis .cache

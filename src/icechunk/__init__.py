@@ -26,8 +26,10 @@ from icechunk.exceptions import (
     BranchNotFoundError,
     ConflictError,
     CorruptObjectError,
+    ErrorKind,
     FormatError,
     IcechunkError,
+    InternalError,
     InvalidInputError,
     MergeConflictError,
     NodeNotFoundError,
@@ -61,7 +63,13 @@ from icechunk.versions import SpecVersion, spec_version, supported_spec_versions
 
 __version__ = "0.1.0"
 
+from icechunk.debug import print_debug_info, user_agent
+
 __all__ = [
+    "ErrorKind",
+    "InternalError",
+    "print_debug_info",
+    "user_agent",
     "SessionMode",
     "FeatureFlag",
     "RepoAvailability",

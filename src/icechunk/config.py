@@ -342,3 +342,12 @@ _FIELDS = (
     "num_updates_per_repo_info_file",
 )
 _KNOWN_KEYS = set(_FIELDS)
+
+
+def __getattr__(name: str) -> object:
+    # The official package also exposes FeatureFlag from its config module.
+    if name == "FeatureFlag":
+        from icechunk.ops import FeatureFlag
+
+        return FeatureFlag
+    raise AttributeError(name)

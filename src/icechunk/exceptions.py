@@ -7,9 +7,118 @@ so code written against the standard exception types keeps working.
 
 from __future__ import annotations
 
+import enum
+
+
+class ErrorKind(enum.StrEnum):
+    """Machine-readable category of an error (``err.kind``), as in the official package."""
+
+    ANCESTOR_NODE_NOT_FOUND = "ancestor-node-not-found"
+    BAD_KEY_PREFIX = "bad-key-prefix"
+    BAD_METADATA = "bad-metadata"
+    BAD_PREFIX = "bad-prefix"
+    BAD_REDIRECT = "bad-redirect"
+    BAD_SNAPSHOT_CHAIN_FOR_DIFF = "bad-snapshot-chain-for-diff"
+    BRANCH_ALREADY_EXISTS = "branch-already-exists"
+    BRANCH_NOT_FOUND = "branch-not-found"
+    BRANCH_UPDATE_CONFLICT = "branch-update-conflict"
+    CANNOT_DELETE_MAIN = "cannot-delete-main"
+    CANNOT_FORK_READ_ONLY_SESSION = "cannot-fork-read-only-session"
+    CANNOT_PARSE_URL = "cannot-parse-url"
+    CHUNK_NOT_FOUND = "chunk-not-found"
+    COMMIT_CONFLICT = "commit-conflict"
+    COMMIT_NOT_ALLOWED = "commit-not-allowed"
+    CONCURRENCY = "concurrency"
+    CONFIG_DESERIALIZATION = "config-deserialization"
+    CONFIG_UPDATED = "config-updated"
+    CONFLICTING_PATH_NOT_FOUND = "conflicting-path-not-found"
+    DESERIALIZATION = "deserialization"
+    DUPLICATE_SNAPSHOT_ID = "duplicate-snapshot-id"
+    EMPTY_PREFIX_CREATION = "empty-prefix-creation"
+    FEATURE_FLAG_DISABLED = "feature-flag-disabled"
+    FLUSH = "flush"
+    GC_DELETES_FAILING = "gc-deletes-failing"
+    INCONSISTENT_MANIFESTS = "inconsistent-manifests"
+    INVALID_ARRAY_METADATA = "invalid-array-metadata"
+    INVALID_BYTE_RANGE = "invalid-byte-range"
+    INVALID_CHUNK_INDEX = "invalid-chunk-index"
+    INVALID_COMMIT_CONFIGURATION = "invalid-commit-configuration"
+    INVALID_CREDENTIALS = "invalid-credentials"
+    INVALID_FEATURE_FLAG = "invalid-feature-flag"
+    INVALID_FILE_FORMAT = "invalid-file-format"
+    INVALID_KEY = "invalid-key"
+    INVALID_MANIFEST_SPLIT_INDEX = "invalid-manifest-split-index"
+    INVALID_OBJECT_SIZE = "invalid-object-size"
+    INVALID_PATH = "invalid-path"
+    INVALID_REF_NAME = "invalid-ref-name"
+    INVALID_REF_TYPE = "invalid-ref-type"
+    INVALID_REPOSITORY_MIGRATION = "invalid-repository-migration"
+    INVALID_SNAPSHOT_ID = "invalid-snapshot-id"
+    INVALID_VIRTUAL_REF = "invalid-virtual-ref"
+    IO = "io"
+    KEY_NOT_FOUND = "key-not-found"
+    MANIFEST_INFO_NOT_FOUND = "manifest-info-not-found"
+    MERGE_FAILED = "merge-failed"
+    MERGE_NOT_ALLOWED = "merge-not-allowed"
+    MOVE_DESTINATION_PARENT_MISSING = "move-destination-parent-missing"
+    MOVE_DESTINATION_PARENT_NOT_GROUP = "move-destination-parent-not-group"
+    MOVE_INTO_SELF_OR_DESCENDANT = "move-into-self-or-descendant"
+    MOVE_WONT_OVERWRITE = "move-wont-overwrite"
+    NODE_ALREADY_EXISTS = "node-already-exists"
+    NODE_NOT_FOUND = "node-not-found"
+    NON_REARRANGE_SESSION = "non-rearrange-session"
+    NOT_ALLOWED = "not-allowed"
+    NOT_AN_ARRAY = "not-an-array"
+    NOT_A_GROUP = "not-a-group"
+    NOT_ON_BRANCH = "not-on-branch"
+    NO_AMEND_FOR_INITIAL_COMMIT = "no-amend-for-initial-commit"
+    NO_CHANGES_TO_COMMIT = "no-changes-to-commit"
+    NO_CONTAINER_FOR_VIRTUAL_CHUNK = "no-container-for-virtual-chunk"
+    NO_SNAPSHOT = "no-snapshot"
+    NO_SNAPSHOT_AT_TIME = "no-snapshot-at-time"
+    OBJECT_NOT_FOUND = "object-not-found"
+    OBJECT_STORE = "object-store"
+    PARENT_DIRECTORY_NOT_CLEAN = "parent-directory-not-clean"
+    PARTIAL_VALUES_PANIC = "partial-values-panic"
+    PICKLE = "pickle"
+    POISON_LOCK = "poison-lock"
+    READ_ONLY_REPOSITORY = "read-only-repository"
+    READ_ONLY_SESSION = "read-only-session"
+    READ_ONLY_STORAGE = "read-only-storage"
+    READ_ONLY_STORE = "read-only-store"
+    REARRANGE_SESSION_ONLY = "rearrange-session-only"
+    REBASE_FAILED = "rebase-failed"
+    REBASE_TX_LOG_PRUNED = "rebase-tx-log-pruned"
+    REF_NOT_FOUND = "ref-not-found"
+    REPOSITORY_NOT_FOUND = "repository-not-found"
+    REPO_INFO_UPDATED = "repo-info-updated"
+    SEMAPHORE_ACQUIRE = "semaphore-acquire"
+    SERIALIZATION = "serialization"
+    SNAPSHOT_NOT_FOUND = "snapshot-not-found"
+    SNAPSHOT_TIMESTAMP = "snapshot-timestamp"
+    STORAGE_CONFIG = "storage-config"
+    STORAGE_OTHER = "storage-other"
+    TAG_ALREADY_EXISTS = "tag-already-exists"
+    TAG_ERROR = "tag-error"
+    TAG_NOT_FOUND = "tag-not-found"
+    TAG_PREVIOUSLY_DELETED = "tag-previously-deleted"
+    THROTTLED = "throttled"
+    UNAUTHORIZED_VIRTUAL_CHUNK_CONTAINER = "unauthorized-virtual-chunk-container"
+    UNCOMMITTED_CHANGES = "uncommitted-changes"
+    UNIMPLEMENTED = "unimplemented"
+    UNKNOWN = "unknown"
+    UNSUPPORTED_OPERATION_FOR_VERSION = "unsupported-operation-for-version"
+    UNSUPPORTED_SPEC_VERSION = "unsupported-spec-version"
+    UPDATE_ATTEMPTS_EXHAUSTED = "update-attempts-exhausted"
+    VIRTUAL_CHUNK_FETCH = "virtual-chunk-fetch"
+    VIRTUAL_CHUNK_MODIFIED = "virtual-chunk-modified"
+    ZERO_LENGTH_CHUNK = "zero-length-chunk"
+
 
 class IcechunkError(Exception):
     """Root of every icechunk exception."""
+
+    kind = ErrorKind.UNKNOWN
 
     def __str__(self) -> str:  # KeyError subclasses would otherwise quote the message
         return str(self.args[0]) if self.args else self.__class__.__name__
@@ -22,73 +131,109 @@ class IcechunkError(Exception):
 class NotFoundError(IcechunkError, KeyError):
     """Something that was looked up does not exist."""
 
+    kind = ErrorKind.OBJECT_NOT_FOUND
+
 
 class RepositoryNotFoundError(NotFoundError):
     """No icechunk repository exists at the given storage location."""
+
+    kind = ErrorKind.REPOSITORY_NOT_FOUND
 
 
 class RefNotFoundError(NotFoundError):
     """A branch or tag does not exist."""
 
+    kind = ErrorKind.REF_NOT_FOUND
+
 
 class BranchNotFoundError(RefNotFoundError):
     """The branch does not exist."""
+
+    kind = ErrorKind.BRANCH_NOT_FOUND
 
 
 class TagNotFoundError(RefNotFoundError):
     """The tag does not exist."""
 
+    kind = ErrorKind.TAG_NOT_FOUND
+
 
 class SnapshotNotFoundError(NotFoundError):
     """The snapshot id is not part of the repository."""
+
+    kind = ErrorKind.SNAPSHOT_NOT_FOUND
 
 
 class NodeNotFoundError(NotFoundError):
     """No group or array exists at the given path."""
 
+    kind = ErrorKind.NODE_NOT_FOUND
+
 
 class ObjectNotFoundError(NotFoundError):
     """A storage object (file) is missing."""
+
+    kind = ErrorKind.OBJECT_NOT_FOUND
 
 
 class InvalidInputError(IcechunkError, ValueError):
     """An argument has the wrong type or value."""
 
+    kind = ErrorKind.NOT_ALLOWED
+
 
 class AlreadyExistsError(IcechunkError, ValueError):
     """Something being created already exists (repository, branch, tag, node)."""
+
+    kind = ErrorKind.NODE_ALREADY_EXISTS
 
 
 class RepositoryExistsError(AlreadyExistsError):
     """A repository already exists at the storage location."""
 
+    kind = ErrorKind.PARENT_DIRECTORY_NOT_CLEAN
+
 
 class SessionStateError(IcechunkError):
     """The session cannot do this in its current state (e.g. it already committed)."""
+
+    kind = ErrorKind.NOT_ALLOWED
 
 
 class ReadOnlyError(SessionStateError, ValueError):
     """A write was attempted through a read-only session or repository."""
 
+    kind = ErrorKind.READ_ONLY_SESSION
+
 
 class FormatError(IcechunkError, ValueError):
     """Data does not follow the Icechunk format."""
+
+    kind = ErrorKind.INVALID_FILE_FORMAT
 
 
 class CorruptObjectError(FormatError):
     """A metadata file could not be decoded: wrong header, truncated, or invalid."""
 
+    kind = ErrorKind.DESERIALIZATION
+
 
 class UnsupportedSpecVersionError(IcechunkError):
     """The repository uses a format version this library cannot handle."""
+
+    kind = ErrorKind.UNSUPPORTED_SPEC_VERSION
 
 
 class StorageError(IcechunkError, OSError):
     """The storage backend failed (I/O error, permission, network)."""
 
+    kind = ErrorKind.STORAGE_OTHER
+
 
 class PreconditionFailedError(StorageError):
     """A conditional write lost: the object exists, or changed since it was read."""
+
+    kind = ErrorKind.CONCURRENCY
 
 
 class ConflictError(IcechunkError):
@@ -97,6 +242,8 @@ class ConflictError(IcechunkError):
     ``expected_parent`` is the snapshot the session was based on and
     ``actual_parent`` the branch tip found when trying to commit.
     """
+
+    kind = ErrorKind.COMMIT_CONFLICT
 
     def __init__(
         self,
@@ -124,6 +271,8 @@ class RebaseFailedError(ConflictError):
     the commit the rebase stopped at.
     """
 
+    kind = ErrorKind.REBASE_FAILED
+
     def __init__(self, message: str, *, snapshot: str | None, conflicts: list) -> None:
         super().__init__(message, expected_parent=None, actual_parent=snapshot)
         self.snapshot = snapshot
@@ -132,3 +281,11 @@ class RebaseFailedError(ConflictError):
 
 class MergeConflictError(RebaseFailedError):
     """Forked sessions (or a fork and its parent) changed the same things."""
+
+    kind = ErrorKind.MERGE_FAILED
+
+
+class InternalError(IcechunkError):
+    """A bug in this library: please report it."""
+
+    kind = ErrorKind.UNKNOWN

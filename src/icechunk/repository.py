@@ -97,6 +97,7 @@ class Diff:
     updated_groups: set[str] = field(default_factory=set)
     updated_arrays: set[str] = field(default_factory=set)
     updated_chunks: dict[str, list[list[int]]] = field(default_factory=dict)
+    moved_nodes: list[tuple[str, str]] = field(default_factory=list)
 
     def is_empty(self) -> bool:
         return not any(
@@ -108,6 +109,7 @@ class Diff:
                 self.updated_groups,
                 self.updated_arrays,
                 self.updated_chunks,
+                self.moved_nodes,
             )
         )
 
@@ -153,6 +155,8 @@ def diff_from_logs(logs: list[TransactionLog], old: Snapshot, new: Snapshot) -> 
         node = new_by_id.get(node_id)
         if node is not None and coords:
             diff.updated_chunks[node.path] = [list(c) for c in sorted(coords)]
+    for log in logs:
+        diff.moved_nodes.extend((m.from_path, m.to_path) for m in log.moved_nodes)
     return diff
 
 
@@ -209,9 +213,18 @@ class Repository(RepositoryAdmin):
         config: RepositoryConfig | None = None,
         authorize_virtual_chunk_access: dict[str, Any] | None = None,
         spec_version: int | None = None,
+        check_clean_root: bool = True,
+        attribution: Any = None,
     ) -> Repository:
-        """Create a new repository; fails if one already exists at ``storage``."""
-        return run(cls.create_async(storage, config, authorize_virtual_chunk_access, spec_version))
+        """Create a new repository; fails if one already exists at ``storage``.
+
+        With ``check_clean_root`` (the default) the location must hold no objects at all.
+        """
+        return run(
+            cls.create_async(
+                storage, config, authorize_virtual_chunk_access, spec_version, check_clean_root
+            )
+        )
 
     @classmethod
     async def create_async(
@@ -220,6 +233,8 @@ class Repository(RepositoryAdmin):
         config: RepositoryConfig | None = None,
         authorize_virtual_chunk_access: dict[str, Any] | None = None,
         spec_version: int | None = None,
+        check_clean_root: bool = True,
+        attribution: Any = None,
     ) -> Repository:
         _check_storage(storage)
         _check_config(config)
@@ -232,6 +247,12 @@ class Repository(RepositoryAdmin):
             raise RepositoryExistsError(
                 f"a repository already exists at {storage.describe()}; use Repository.open"
             )
+        if check_clean_root:
+            async for info in storage.list(""):
+                raise AlreadyExistsError(
+                    f"{storage.describe()} is not empty (it holds {info.key!r}); create "
+                    "repositories in an empty location, or pass check_clean_root=False"
+                )
         written = now_us()
         root = Snapshot(
             id=INITIAL_SNAPSHOT_ID,
@@ -278,6 +299,7 @@ class Repository(RepositoryAdmin):
         storage: Storage,
         config: RepositoryConfig | None = None,
         authorize_virtual_chunk_access: dict[str, Any] | None = None,
+        attribution: Any = None,
     ) -> Repository:
         """Open an existing repository."""
         return run(cls.open_async(storage, config, authorize_virtual_chunk_access))
@@ -288,6 +310,7 @@ class Repository(RepositoryAdmin):
         storage: Storage,
         config: RepositoryConfig | None = None,
         authorize_virtual_chunk_access: dict[str, Any] | None = None,
+        attribution: Any = None,
     ) -> Repository:
         _check_storage(storage)
         _check_config(config)
@@ -308,9 +331,14 @@ class Repository(RepositoryAdmin):
         config: RepositoryConfig | None = None,
         authorize_virtual_chunk_access: dict[str, Any] | None = None,
         create_version: int | None = None,
+        attribution: Any = None,
     ) -> Repository:
         """Open the repository at ``storage``, creating it first if there is none."""
-        return run(cls.open_or_create_async(storage, config, authorize_virtual_chunk_access))
+        return run(
+            cls.open_or_create_async(
+                storage, config, authorize_virtual_chunk_access, create_version
+            )
+        )
 
     @classmethod
     async def open_or_create_async(
@@ -318,22 +346,39 @@ class Repository(RepositoryAdmin):
         storage: Storage,
         config: RepositoryConfig | None = None,
         authorize_virtual_chunk_access: dict[str, Any] | None = None,
+        create_version: int | None = None,
+        attribution: Any = None,
     ) -> Repository:
         _check_storage(storage)
         if await _detect_spec_version(storage) is None:
             try:
-                return await cls.create_async(storage, config)
+                return await cls.create_async(
+                    storage, config, spec_version=create_version, check_clean_root=False
+                )
             except RepositoryExistsError:
                 pass  # someone else created it at the same moment
         return await cls.open_async(storage, config)
 
     @staticmethod
-    def exists(storage: Storage) -> bool:
+    def exists(storage: Storage, storage_settings: Any = None) -> bool:
         """Whether a repository exists at ``storage``."""
         return run(Repository.exists_async(storage))
 
     @staticmethod
-    async def exists_async(storage: Storage) -> bool:
+    def fetch_spec_version(storage: Storage, storage_settings: Any = None) -> SpecVersion | None:
+        """The format version of the repository at ``storage`` (None if there is none)."""
+        return run(Repository.fetch_spec_version_async(storage))
+
+    @staticmethod
+    async def fetch_spec_version_async(
+        storage: Storage, storage_settings: Any = None
+    ) -> SpecVersion | None:
+        _check_storage(storage)
+        spec = await _detect_spec_version(storage)
+        return None if spec is None else SpecVersion(spec)
+
+    @staticmethod
+    async def exists_async(storage: Storage, storage_settings: Any = None) -> bool:
         _check_storage(storage)
         return await _detect_spec_version(storage) is not None
 
@@ -378,11 +423,25 @@ class Repository(RepositoryAdmin):
 
         await self._update_repo_info(mutate)
 
-    def reopen(self, config: RepositoryConfig | None = None) -> Repository:
+    def reopen(
+        self,
+        config: RepositoryConfig | None = None,
+        authorize_virtual_chunk_access: dict[str, Any] | None = None,
+    ) -> Repository:
         """The same repository with another configuration."""
-        return Repository(
+        _check_config(config)
+        repo = Repository(
             self._storage, self._config.merge(config), self._spec_version, _token=_PRIVATE
         )
+        repo._default_commit_metadata = dict(self._default_commit_metadata)
+        return repo
+
+    async def reopen_async(
+        self,
+        config: RepositoryConfig | None = None,
+        authorize_virtual_chunk_access: dict[str, Any] | None = None,
+    ) -> Repository:
+        return self.reopen(config, authorize_virtual_chunk_access)
 
     # ------------------------------------------------------------------
     # repo info access

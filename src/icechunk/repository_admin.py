@@ -36,8 +36,8 @@ class RepositoryAdmin:
         encode_metadata_items(metadata)  # validates
         self._default_commit_metadata = dict(metadata)
 
-    @property
     def default_commit_metadata(self) -> dict[str, Any]:
+        """The metadata merged into every commit (see set_default_commit_metadata)."""
         return dict(getattr(self, "_default_commit_metadata", {}))
 
     # -- repository metadata ------------------------------------------------
@@ -124,6 +124,12 @@ class RepositoryAdmin:
     def disabled_feature_flags(self) -> list[FeatureFlag]:
         return [f for f in self.feature_flags() if not f.enabled]
 
+    async def enabled_feature_flags_async(self) -> list[FeatureFlag]:
+        return [f for f in await self.feature_flags_async() if f.enabled]
+
+    async def disabled_feature_flags_async(self) -> list[FeatureFlag]:
+        return [f for f in await self.feature_flags_async() if not f.enabled]
+
     def set_feature_flag(self, name: str, setting: bool | None) -> None:
         """Enable (True), disable (False) or reset to the default (None) a feature."""
         run(self.set_feature_flag_async(name, setting))
@@ -190,21 +196,41 @@ class RepositoryAdmin:
 
     # -- inspection ---------------------------------------------------------------
 
+    async def inspect_repo_info_async(self) -> dict[str, Any]:
+        from icechunk import inspect
+
+        return await inspect.repo_info(self._storage)  # type: ignore[attr-defined]
+
     def inspect_repo_info(self) -> dict[str, Any]:
         """The decoded repo info file, as the official package renders it."""
         from icechunk import inspect
 
         return run(inspect.repo_info(self._storage))  # type: ignore[attr-defined]
 
+    async def inspect_snapshot_async(self, snapshot_id: str) -> dict[str, Any]:
+        from icechunk import inspect
+
+        return await inspect.snapshot(self._storage, normalize_id12(snapshot_id))  # type: ignore[attr-defined]
+
     def inspect_snapshot(self, snapshot_id: str) -> dict[str, Any]:
         from icechunk import inspect
 
         return run(inspect.snapshot(self._storage, normalize_id12(snapshot_id)))  # type: ignore[attr-defined]
 
+    async def inspect_manifest_async(self, manifest_id: str) -> dict[str, Any]:
+        from icechunk import inspect
+
+        return await inspect.manifest(self._storage, normalize_id12(manifest_id))  # type: ignore[attr-defined]
+
     def inspect_manifest(self, manifest_id: str) -> dict[str, Any]:
         from icechunk import inspect
 
         return run(inspect.manifest(self._storage, normalize_id12(manifest_id)))  # type: ignore[attr-defined]
+
+    async def inspect_transaction_log_async(self, snapshot_id: str) -> dict[str, Any]:
+        from icechunk import inspect
+
+        return await inspect.transaction_log(self._storage, normalize_id12(snapshot_id))  # type: ignore[attr-defined]
 
     def inspect_transaction_log(self, snapshot_id: str) -> dict[str, Any]:
         from icechunk import inspect

@@ -586,7 +586,7 @@ class Session:
         tip = await self._branch_tip()
         if tip != parent:
             raise ConflictError(expected_parent=parent, actual_parent=tip)
-        metadata = {**self._repo.default_commit_metadata, **metadata}
+        metadata = {**self._repo.default_commit_metadata(), **metadata}
         new_snapshot = await self._flush(message, metadata)
 
         def mutate(info: RepoInfo) -> Update:
@@ -635,7 +635,7 @@ class Session:
         self._check_writable()
         parent = self._snapshot.id
         snapshot = await self._flush(
-            message, {**self._repo.default_commit_metadata, **(metadata or {})}
+            message, {**self._repo.default_commit_metadata(), **(metadata or {})}
         )
 
         def mutate(info: RepoInfo) -> Update:
@@ -683,7 +683,7 @@ class Session:
         if tip != previous:
             raise ConflictError(expected_parent=previous, actual_parent=tip)
         snapshot = await self._flush(
-            message, {**self._repo.default_commit_metadata, **(metadata or {})}
+            message, {**self._repo.default_commit_metadata(), **(metadata or {})}
         )
 
         def mutate(info: RepoInfo) -> Update:
@@ -1035,3 +1035,13 @@ def _collapse_moves(moves: list[MoveOperation]) -> list[MoveOperation]:
         for node_id, m in first.items()
         if m.from_path != last[node_id]
     ]
+
+
+def __getattr__(name: str) -> Any:
+    # ForkSession lives in icechunk.fork (it builds on Session); the official package
+    # also exposes it here.
+    if name == "ForkSession":
+        from icechunk.fork import ForkSession
+
+        return ForkSession
+    raise AttributeError(name)

@@ -55,9 +55,9 @@ class ManifestSplitCondition:
         if self._kind == "any_array":
             return True
         if self._kind == "path_matches":
-            return re.fullmatch(self._value, path) is not None
+            return re.search(self._value, path) is not None
         if self._kind == "name_matches":
-            return re.fullmatch(self._value, path.rsplit("/", 1)[-1]) is not None
+            return re.search(self._value, path.rsplit("/", 1)[-1]) is not None
         if self._kind == "or":
             return any(c.matches(path) for c in self._value)
         if self._kind == "and":
@@ -119,7 +119,7 @@ class ManifestSplitDimCondition:
             return True
         if self._kind == "Axis":
             return axis == self._value
-        return name is not None and re.fullmatch(self._value, name) is not None
+        return name is not None and re.search(self._value, name) is not None
 
     def to_serde(self) -> Any:
         return "Any" if self._kind == "Any" else {self._kind: self._value}

@@ -218,7 +218,7 @@ class CorruptObjectError(FormatError):
     kind = ErrorKind.DESERIALIZATION
 
 
-class UnsupportedSpecVersionError(IcechunkError):
+class UnsupportedSpecVersionError(FormatError):
     """The repository uses a format version this library cannot handle."""
 
     kind = ErrorKind.UNSUPPORTED_SPEC_VERSION

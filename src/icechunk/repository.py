@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import time
@@ -452,7 +451,9 @@ class Repository(RepositoryAdmin):
 
     async def _repo_info_with_version(self) -> tuple[RepoInfo, Version | None]:
         if self._spec_version == 1:
-            return await _load_v1_info(self._storage, self._objects), None
+            from icechunk.spec_v1 import load_v1_repo_info
+
+            return await load_v1_repo_info(self._storage), None
         try:
             data, version = await self._storage.get_with_version(keys.REPO_INFO_KEY)
         except ObjectNotFoundError:
@@ -479,7 +480,8 @@ class Repository(RepositoryAdmin):
         if self._spec_version != LATEST_SPEC_VERSION:
             raise UnsupportedSpecVersionError(
                 f"this is a spec version {self._spec_version} repository, which this library "
-                "opens read-only"
+                "opens read-only; upgrade it first with "
+                "ic.upgrade_icechunk_repository(repo, dry_run=False)"
             )
         for attempt in range(_MAX_REPO_UPDATE_TRIES):
             data, version = await self._storage.get_with_version(keys.REPO_INFO_KEY)
@@ -768,8 +770,9 @@ class Repository(RepositoryAdmin):
         _check_ref_name(branch, "branch")
         if self._spec_version != LATEST_SPEC_VERSION:
             raise UnsupportedSpecVersionError(
-                f"this is a spec version {self._spec_version} repository: this library opens "
-                "it read-only"
+                f"this is a spec version {self._spec_version} repository, which this library "
+                "opens read-only; upgrade it first with "
+                "ic.upgrade_icechunk_repository(repo, dry_run=False)"
             )
         sid = _branch_tip(await self._repo_info(), branch)
         snap = await self._objects.snapshot(sid)
@@ -961,51 +964,15 @@ async def _detect_spec_version(storage: Storage) -> int | None:
 
 async def _fetch_config(storage: Storage, spec: int) -> RepositoryConfig | None:
     if spec == 1:
-        return None  # spec-1 YAML configs are read in a later version
+        from icechunk.spec_v1 import fetch_v1_config
+
+        return await fetch_v1_config(storage)
     info = decode_repo_info(await storage.get(keys.REPO_INFO_KEY))
+    if info.spec_version > LATEST_SPEC_VERSION:
+        raise UnsupportedSpecVersionError(
+            f"this repository uses Icechunk spec version {info.spec_version}, but this "
+            f"library supports versions up to {LATEST_SPEC_VERSION}: upgrade the icechunk package"
+        )
     if info.config is None:
         return None
     return RepositoryConfig.from_bytes(info.config)
-
-
-async def _load_v1_info(storage: Storage, objects: RepoObjects) -> RepoInfo:
-    """Build the repo info of a spec-1 repository from its refs and snapshot files."""
-    branches: dict[str, str] = {}
-    tags: dict[str, str] = {}
-    deleted: set[str] = set()
-    ref_keys = await storage.list_keys(keys.V1_REFS)
-    for key in ref_keys:
-        folder, _, leaf = key[len(keys.V1_REFS) :].partition("/")
-        kind, _, name = folder.partition(".")
-        if leaf == "ref.json.deleted" and kind == "tag":
-            deleted.add(name)
-            continue
-        if leaf != "ref.json" or kind not in ("branch", "tag"):
-            continue
-        try:
-            target = normalize_id12(json.loads(await storage.get(key))["snapshot"])
-        except (ValueError, KeyError, TypeError) as err:
-            raise CorruptObjectError(f"ref file {key} is corrupt: {err}") from None
-        (branches if kind == "branch" else tags)[name] = target
-    for name in deleted:
-        tags.pop(name, None)
-    snapshots: dict[str, SnapshotEntry] = {}
-    pending = list({*branches.values(), *tags.values()})
-    while pending:
-        sid = pending.pop()
-        if sid in snapshots:
-            continue
-        snap = await objects.snapshot(sid)
-        snapshots[sid] = SnapshotEntry(
-            sid, snap.parent_id, snap.flushed_at, snap.message, snap.metadata
-        )
-        if snap.parent_id is not None:
-            pending.append(snap.parent_id)
-    return RepoInfo(
-        branches=branches,
-        tags=tags,
-        deleted_tags=deleted,
-        snapshots=snapshots,
-        latest_updates=[],
-        spec_version=1,
-    )

@@ -148,6 +148,11 @@ class IcechunkStore(Store):
             if node.meta.is_chunk_key_shaped(rest):
                 return None
             raise InvalidInputError(f"{key!r} is not a chunk key of array {node.path}")
+        if "c" not in parts:
+            # like the official store: neither metadata nor shaped like a chunk key
+            raise InvalidInputError(
+                f"invalid zarr key {key!r}: expected <path>/zarr.json or <array>/c/<i>/<j>..."
+            )
         return None
 
     def _check_prefix(self, prefix: str) -> None:

@@ -271,7 +271,7 @@ def encode_repo_info(info: RepoInfo, *, compression_level: int = 3) -> bytes:
         pruned = None
         if e.pruned_ancestor_tx_logs:
             pruned = fb.struct_vector(
-                b, [id12_to_bytes(x) for x in sorted(e.pruned_ancestor_tx_logs)], 12, 1
+                b, [id12_to_bytes(x) for x in e.pruned_ancestor_tx_logs], 12, 1
             )
         b.StartObject(6)
         fb.add_struct(b, 0, id12_to_bytes(sid))

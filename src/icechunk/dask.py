@@ -50,12 +50,12 @@ def store_dask(
         compute=False,
         return_stored=True,
         load_stored=False,
-        **store_kwargs,
     )
     arrays = stored if isinstance(stored, tuple) else (stored,)
     blocks = [block for array in arrays for block in array.to_delayed().ravel()]
     merged = _tree_merge(blocks, split_every or 8)
-    (result,) = dask.compute(merged)
+    # compute-time options (scheduler=, num_workers=, ...) go to dask.compute
+    (result,) = dask.compute(merged, **store_kwargs)
     return result
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from icechunk.changeset import ChangeSet, NodeChange
 from icechunk.conflicts import Conflict, ConflictType
 from icechunk.exceptions import InvalidInputError, MergeConflictError, SessionStateError
-from icechunk.format.manifest import ChunkCoords, ChunkPayload
+from icechunk.format.manifest import ChunkCoords, ChunkPayload, NativeChunk
 from icechunk.format.snapshot import Snapshot
 from icechunk.session import Session
 
@@ -112,6 +112,19 @@ def _delta(fork: ForkSession) -> dict[_Key, Any]:
     return delta
 
 
+def _same(a: Any, b: Any) -> bool:
+    """Equal values; two uploads of identical bytes count as the same chunk."""
+    if a == b:
+        return True
+    return (
+        isinstance(a, NativeChunk)
+        and isinstance(b, NativeChunk)
+        and a.digest is not None
+        and a.digest == b.digest
+        and a.length == b.length
+    )
+
+
 def _current(changes: ChangeSet, key: _Key) -> Any:
     kind = key[0]
     if kind == "node":
@@ -144,13 +157,12 @@ def merge_forks(session: Session, forks: list[ForkSession]) -> None:
     for index, fork in enumerate(forks):
         for key, value in _delta(fork).items():
             if key in claims:
-                if claims[key][1] != value:
+                if not _same(claims[key][1], value):
                     clashes[key] = None
                 continue
             # the parent (or an earlier merge) changed this item after the fork was made
-            if _current(session._changes, key) != _inherited_value(fork, key) and (
-                _current(session._changes, key) != value
-            ):
+            current = _current(session._changes, key)
+            if not _same(current, _inherited_value(fork, key)) and not _same(current, value):
                 clashes[key] = None
             claims[key] = (index, value)
     if clashes:

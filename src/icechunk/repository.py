@@ -187,6 +187,10 @@ class Repository(RepositoryAdmin):
     def __repr__(self) -> str:
         return f"<icechunk.Repository at {self._storage.describe()}>"
 
+    def __dask_tokenize__(self) -> tuple[str, ...]:
+        # The same storage can hold different data after a commit: never reuse tokens.
+        return ("icechunk.Repository", self._storage.describe(), str(id(self)))
+
     def __getstate__(self) -> dict[str, Any]:
         return {
             "storage": self._storage,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import enum
+import hashlib
 import random
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -133,6 +134,12 @@ class Session:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+
+    def __dask_tokenize__(self) -> tuple[str, ...]:
+        # A read-only view is identified by its snapshot; a writable one is unique.
+        if self._read_only:
+            return ("icechunk.Session", self._snapshot.id)
+        return ("icechunk.Session", self._snapshot.id, str(id(self)))
 
     # ------------------------------------------------------------------
     # properties
@@ -483,7 +490,8 @@ class Session:
         else:
             chunk_id = new_id12()
             await self._repo.storage.put(keys.chunk_key(chunk_id), bytes(data))
-            payload = NativeChunk(chunk_id, 0, len(data))
+            digest = hashlib.blake2b(data, digest_size=16).digest()
+            payload = NativeChunk(chunk_id, 0, len(data), digest)
         self._check_writable()  # a commit may have finished while we uploaded
         self._changes.chunks.setdefault(node.id, {})[coords] = payload
 

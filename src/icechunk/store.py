@@ -88,6 +88,9 @@ class IcechunkStore(Store):
     def __hash__(self) -> int:
         return id(self._session)
 
+    def __dask_tokenize__(self) -> tuple[Any, ...]:
+        return ("icechunk.IcechunkStore", self._session.__dask_tokenize__(), self.read_only)
+
     def __repr__(self) -> str:
         return f"<IcechunkStore of {self._session!r}>"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import zstandard
 
@@ -31,11 +31,16 @@ class InlineChunk:
 
 @dataclass(frozen=True, slots=True)
 class NativeChunk:
-    """Bytes ``[offset, offset+length)`` of the object ``chunks/<chunk_id>``."""
+    """Bytes ``[offset, offset+length)`` of the object ``chunks/<chunk_id>``.
+
+    ``digest`` (a hash of the bytes, known only for chunks written in this process
+    and never stored) lets merges recognise two uploads of identical data.
+    """
 
     chunk_id: str
     offset: int
     length: int
+    digest: bytes | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,10 +24,12 @@ INITIAL_ID = "1CECHNKREP0F1RSTCMT0"
 CROCKFORD = set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
 
 
-@pytest.fixture(params=["memory", "local"])
+@pytest.fixture(params=["memory", "local", "s3"])
 def storage(request, tmp_path):
     if request.param == "memory":
         return ic.in_memory_storage()
+    if request.param == "s3":  # moto on 127.0.0.1 (tests/conftest.py), a fresh prefix per test
+        return request.getfixturevalue("moto_s3").storage()
     return ic.local_filesystem_storage(str(tmp_path / "repo"))
 
 

@@ -294,8 +294,12 @@ class RepositoryConfig:
             out["manifest"] = manifest
         else:
             out.setdefault("manifest", None)
+        if self.storage is not None and hasattr(self.storage, "to_dict"):
+            out["storage"] = self.storage.to_dict()
         for k in ("caching", "storage", "virtual_chunk_containers"):
             v = getattr(self, k)
+            if k == "storage" and hasattr(v, "to_dict"):
+                continue
             if isinstance(v, dict | list) or v is None:
                 out[k] = v if v is not None else out.get(k)
         return out

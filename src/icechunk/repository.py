@@ -6,6 +6,7 @@ import asyncio
 import os
 import random
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -188,8 +189,9 @@ class Repository(RepositoryAdmin):
         return f"<icechunk.Repository at {self._storage.describe()}>"
 
     def __dask_tokenize__(self) -> tuple[str, ...]:
-        # The same storage can hold different data after a commit: never reuse tokens.
-        return ("icechunk.Repository", self._storage.describe(), str(id(self)))
+        # Branches move: which version a Repository argument stands for is only known
+        # when it is read, so two tokenizations must never collide.
+        return ("icechunk.Repository", uuid.uuid4().hex)
 
     def __getstate__(self) -> dict[str, Any]:
         return {
@@ -266,6 +268,7 @@ class Repository(RepositoryAdmin):
             manifest_files=[],
         )
         effective = RepositoryConfig.default().merge(config)
+        storage = _with_storage_settings(storage, effective)
         level = effective.effective_compression_level
         await storage.put(
             keys.transaction_key(INITIAL_SNAPSHOT_ID),
@@ -325,6 +328,7 @@ class Repository(RepositoryAdmin):
             )
         persisted = await _fetch_config(storage, spec)
         effective = RepositoryConfig.default().merge(persisted).merge(config)
+        storage = _with_storage_settings(storage, effective)
         return cls(storage, effective, spec, _token=_PRIVATE)
 
     @classmethod
@@ -433,8 +437,12 @@ class Repository(RepositoryAdmin):
     ) -> Repository:
         """The same repository with another configuration."""
         _check_config(config)
+        merged = self._config.merge(config)
         repo = Repository(
-            self._storage, self._config.merge(config), self._spec_version, _token=_PRIVATE
+            _with_storage_settings(self._storage, merged),
+            merged,
+            self._spec_version,
+            _token=_PRIVATE,
         )
         repo._default_commit_metadata = dict(self._default_commit_metadata)
         return repo
@@ -861,6 +869,22 @@ def _check_storage(storage: object) -> None:
             f"expected an icechunk Storage (e.g. ic.local_filesystem_storage(path)), "
             f"got {type(storage).__name__}"
         )
+
+
+def _with_storage_settings(storage: Storage, config: RepositoryConfig) -> Storage:
+    """The storage configured by ``config.storage`` (a StorageSettings or its dict form)."""
+    from icechunk.storage.settings import StorageSettings
+
+    settings = config.storage
+    if settings is None:
+        return storage
+    if isinstance(settings, dict):
+        settings = StorageSettings.from_dict(settings)
+    if not isinstance(settings, StorageSettings):
+        raise InvalidInputError(
+            f"config.storage must be an ic.StorageSettings, got {type(settings).__name__}"
+        )
+    return storage.with_settings(settings)
 
 
 def _check_config(config: object) -> None:

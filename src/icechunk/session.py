@@ -7,6 +7,7 @@ import dataclasses
 import enum
 import hashlib
 import random
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -139,7 +140,7 @@ class Session:
         # A read-only view is identified by its snapshot; a writable one is unique.
         if self._read_only:
             return ("icechunk.Session", self._snapshot.id)
-        return ("icechunk.Session", self._snapshot.id, str(id(self)))
+        return ("icechunk.Session", uuid.uuid4().hex)  # its changes may still change
 
     # ------------------------------------------------------------------
     # properties
@@ -598,6 +599,9 @@ class Session:
         new_snapshot = await self._flush(message, metadata)
 
         def mutate(info: RepoInfo) -> Update:
+            if new_snapshot.id in info.snapshots:
+                # Our swap landed but its reply was lost, and the storage retried it.
+                raise _AlreadyCommitted
             tip = info.branches.get(branch)
             if tip is None:
                 raise ConflictError(
@@ -621,7 +625,10 @@ class Session:
                 {"branch": branch, "new_snap_id": new_snapshot.id},
             )
 
-        await self._repo._update_repo_info(mutate)
+        try:
+            await self._repo._update_repo_info(mutate)
+        except _AlreadyCommitted:
+            pass
         self._finish(new_snapshot)
         return new_snapshot.id
 
@@ -1029,6 +1036,10 @@ def _normalize_path(path: str) -> str:
     if not isinstance(path, str):
         raise InvalidInputError(f"path must be a str, got {type(path).__name__}")
     return "/" + path.strip("/")
+
+
+class _AlreadyCommitted(Exception):
+    """The repo info already holds this commit (a retried swap that had landed)."""
 
 
 def _collapse_moves(moves: list[MoveOperation]) -> list[MoveOperation]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from icechunk.exceptions import InvalidInputError
+from icechunk.storage.settings import StorageSettings
 
 # An opaque token that identifies one version of an object (an ETag, a GCS
 # generation, or a content hash on local disk).
@@ -110,6 +111,20 @@ class Storage(ABC):
     @abstractmethod
     async def delete(self, keys: Iterable[str]) -> None:
         """Delete objects; missing keys are ignored."""
+
+    def default_settings(self) -> StorageSettings:
+        """The settings this storage uses when the repository config sets none."""
+        return StorageSettings()
+
+    def with_settings(
+        self, settings: StorageSettings | None = None, max_concurrent_requests: int | None = None
+    ) -> Storage:
+        """This storage with ``settings`` applied (``RepositoryConfig.storage``).
+
+        Backends without tunable settings (memory, local disk) return themselves;
+        network backends return a configured copy for the same location.
+        """
+        return self
 
     async def list_keys(self, prefix: str = "") -> list[str]:
         """Keys of every object under ``prefix``, sorted."""

@@ -94,7 +94,9 @@ class StorageRetriesSettings(_Settings):
     def backoff_seconds(self, retry: int, rng: random.Random | None = None) -> float:
         """Seconds to wait before retry number ``retry`` (1 for the first retry)."""
         initial = (
-            DEFAULT_INITIAL_BACKOFF_MS if self.initial_backoff_ms is None else self.initial_backoff_ms
+            DEFAULT_INITIAL_BACKOFF_MS
+            if self.initial_backoff_ms is None
+            else self.initial_backoff_ms
         )
         cap = DEFAULT_MAX_BACKOFF_MS if self.max_backoff_ms is None else self.max_backoff_ms
         ceiling = min(cap, initial * 2 ** min(retry - 1, 40)) / 1000.0
@@ -204,7 +206,9 @@ class StorageSettings(_Settings):
 
     def storage_class_for(self, key: str) -> str | None:
         """The storage class for an object: chunks vs metadata, else the common one."""
-        specific = self.chunks_storage_class if key.startswith("chunks/") else self.metadata_storage_class
+        specific = (
+            self.chunks_storage_class if key.startswith("chunks/") else self.metadata_storage_class
+        )
         return specific if specific is not None else self.storage_class
 
     def merge(self, other: StorageSettings | None) -> StorageSettings:

@@ -42,6 +42,9 @@ def store_dask(
                 "store_dask targets must be zarr arrays opened on a ForkSession's store: "
                 "fork = session.fork(); zarr.open_array(fork.store, path=..., mode='a')"
             )
+    region_list = list(regions) if regions is not None else [None] * len(targets)
+    for src, target, region in zip(sources, targets, region_list, strict=True):
+        _check_alignment(src, target, region)
     stored = dask.array.store(
         list(sources),
         list(targets),
@@ -57,6 +60,26 @@ def store_dask(
     # compute-time options (scheduler=, num_workers=, ...) go to dask.compute
     (result,) = dask.compute(merged, **store_kwargs)
     return result
+
+
+def _check_alignment(source: Any, target: Any, region: tuple[slice, ...] | None) -> None:
+    """Refuse dask blocks that share a zarr chunk (or shard): two tasks would each
+    rewrite it, and one of the writes would be lost."""
+    unit = getattr(target, "shards", None) or target.chunks
+    starts = [0] * len(unit)
+    if region is not None:
+        starts = [(sl.start or 0) if isinstance(sl, slice) else int(sl) for sl in region]
+    for dim, (sizes, step) in enumerate(zip(source.chunks, unit)):
+        offset = starts[dim]
+        for size in sizes[:-1]:
+            offset += size
+            if offset % step:
+                raise InvalidInputError(
+                    f"dask chunks {source.chunks[dim]} along dimension {dim} split the zarr "
+                    f"{'shards' if getattr(target, 'shards', None) else 'chunks'} of size {step} "
+                    f"(a block boundary falls at {offset}): rechunk the dask array to "
+                    "multiples of the zarr chunks, e.g. source.rechunk(target.chunks)"
+                )
 
 
 def _tree_merge(items: list[Any], split_every: int) -> Any:

@@ -42,12 +42,14 @@ def merge_sessions(*values: Any) -> ForkSession:
     if len(forks) == 1:
         return forks[0]
     first = forks[0]
+    # a sibling of the forks, standing in for their common parent
     merged = ForkSession(
         first._repo,
         first._snapshot,
         branch=first._branch,
         changes=first._inherited.copy(),
         inherited=first._inherited.copy(),
+        origin=first._origin,
     )
     merge_forks(merged, forks)
     return merged

@@ -127,6 +127,18 @@ class IcechunkError(Exception):
     def message(self) -> str:
         return str(self)
 
+    def __reduce__(self) -> tuple:
+        # Subclasses take keyword-only arguments, which default exception pickling
+        # loses: rebuild from the message and the instance attributes instead.
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type[IcechunkError], args: tuple, state: dict) -> IcechunkError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
 
 class NotFoundError(IcechunkError, KeyError):
     """Something that was looked up does not exist."""

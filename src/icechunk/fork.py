@@ -3,17 +3,19 @@
 A fork starts as a copy of its parent's change set (``inherited``). Whatever the
 fork changes on top of that is its *delta*; merging applies the deltas of all
 forks to the parent at once, after checking that no two forks — and no fork and
-the parent since forking — changed the same thing differently.
+the parent since forking — made changes that contradict each other: the same
+item changed differently, or one deleting (or shrinking) what another wrote.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from icechunk.changeset import ChangeSet, NodeChange
 from icechunk.conflicts import Conflict, ConflictType
 from icechunk.exceptions import InvalidInputError, MergeConflictError, SessionStateError
-from icechunk.format.manifest import ChunkCoords, ChunkPayload, NativeChunk
+from icechunk.format.manifest import ChunkCoords, NativeChunk
 from icechunk.format.snapshot import Snapshot
 from icechunk.session import Session
 
@@ -34,10 +36,12 @@ class ForkSession(Session):
         branch: str | None,
         changes: ChangeSet,
         inherited: ChangeSet,
+        origin: str,
     ) -> None:
         super().__init__(repo, snapshot, branch=branch, read_only=False)
         self._changes = changes
         self._inherited = inherited
+        self._origin = origin  # token of the session this fork merges back into
 
     def __repr__(self) -> str:
         return f"<icechunk.ForkSession of branch={self._branch!r} snapshot={self.snapshot_id}>"
@@ -49,6 +53,8 @@ class ForkSession(Session):
             "branch": self._branch,
             "changes": self._changes,
             "inherited": self._inherited,
+            "origin": self._origin,
+            "token": self._token,
             "read_only": self._read_only,
         }
 
@@ -59,7 +65,9 @@ class ForkSession(Session):
             branch=state["branch"],
             changes=state["changes"],
             inherited=state["inherited"],
+            origin=state["origin"],
         )
+        self._token = state["token"]
         self._read_only = state["read_only"]
 
     async def commit_async(self, *args: Any, **kwargs: Any) -> str:
@@ -72,32 +80,33 @@ class ForkSession(Session):
         raise SessionStateError("a ForkSession cannot be rebased; rebase the parent session")
 
     def fork(self) -> ForkSession:
+        """A fork of this fork; merge it back into this fork."""
         self._check_writable()
         return ForkSession(
             self._repo,
             self._snapshot,
             branch=self._branch,
             changes=self._changes.copy(),
-            inherited=self._inherited.copy(),
+            inherited=self._changes.copy(),
+            origin=self._token,
         )
 
 
 # ----------------------------------------------------------------------
-# deltas and merging
+# deltas
 
 _Key = tuple[Any, ...]
 
 
-def _delta(fork: ForkSession) -> dict[_Key, Any]:
-    """What the fork changed since it was forked, keyed by the item changed."""
-    ours, base = fork._changes, fork._inherited
+def _delta(ours: ChangeSet, base: ChangeSet) -> dict[_Key, Any]:
+    """What ``ours`` changed relative to ``base``, keyed by the item changed."""
     delta: dict[_Key, Any] = {}
     for path, change in ours.nodes.items():
         if base.nodes.get(path) != change:
             delta[("node", path)] = change
     for path in base.nodes:
         if path not in ours.nodes:
-            delta[("node", path)] = None  # the fork deleted (or reverted) the parent's node
+            delta[("node", path)] = None  # deleted (or reverted) since
     for path, node_id in ours.deleted.items():
         if base.deleted.get(path) != node_id:
             delta[("deleted", path)] = node_id
@@ -110,6 +119,65 @@ def _delta(fork: ForkSession) -> dict[_Key, Any]:
         if base.min_grid.get(node_id) != grid:
             delta[("grid", node_id)] = grid
     return delta
+
+
+@dataclass
+class _Effects:
+    """What one side's delta does, by node, for the cross-kind checks."""
+
+    deleted: dict[str, str] = field(default_factory=dict)  # node id -> path
+    updated: dict[str, str] = field(default_factory=dict)  # node id -> path
+    created: set[str] = field(default_factory=set)  # paths
+    chunks: dict[str, set[ChunkCoords]] = field(default_factory=dict)
+    shrinks: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+
+def _effects(delta: dict[_Key, Any], base: ChangeSet) -> _Effects:
+    out = _Effects()
+    for key, value in delta.items():
+        kind = key[0]
+        if kind == "deleted":
+            out.deleted[value] = key[1]
+        elif kind == "node" and value is None:
+            removed = base.nodes[key[1]]
+            out.deleted[removed.id] = key[1]
+        elif kind == "node":
+            if value.is_new:
+                out.created.add(key[1])
+            else:
+                out.updated[value.id] = key[1]
+        elif kind == "chunk":
+            out.chunks.setdefault(key[1], set()).add(key[2])
+        else:
+            out.shrinks[key[1]] = value
+    return out
+
+
+def _contradictions(a: _Effects, b: _Effects, is_array: dict[str, bool]) -> list[Conflict]:
+    """Conflicts where what ``a`` did makes what ``b`` did impossible."""
+    found = []
+    for node_id, path in a.deleted.items():
+        if node_id in b.deleted:
+            continue
+        if b.chunks.get(node_id):
+            found.append(Conflict(ConflictType.ChunksUpdatedInDeletedArray, path))
+        elif node_id in b.updated:
+            kind = (
+                ConflictType.ZarrMetadataUpdateOfDeletedArray
+                if is_array.get(node_id, True)
+                else ConflictType.ZarrMetadataUpdateOfDeletedGroup
+            )
+            found.append(Conflict(kind, path))
+        below = path.rstrip("/") + "/"
+        for created in sorted(b.created):
+            if created.startswith(below) and created not in a.created:
+                found.append(Conflict(ConflictType.NewNodeInInvalidGroup, created))
+    for node_id, grid in a.shrinks.items():
+        cut = sorted(c for c in b.chunks.get(node_id, ()) if any(x >= g for x, g in zip(c, grid)))
+        if cut:
+            path = a.updated.get(node_id) or b.updated.get(node_id) or node_id
+            found.append(Conflict(ConflictType.ChunkDoubleUpdate, path, [list(c) for c in cut]))
+    return found
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -125,7 +193,7 @@ def _same(a: Any, b: Any) -> bool:
     )
 
 
-def _current(changes: ChangeSet, key: _Key) -> Any:
+def _value(changes: ChangeSet, key: _Key) -> Any:
     kind = key[0]
     if kind == "node":
         return changes.nodes.get(key[1])
@@ -136,8 +204,8 @@ def _current(changes: ChangeSet, key: _Key) -> Any:
     return changes.min_grid.get(key[1])
 
 
-def _inherited_value(fork: ForkSession, key: _Key) -> Any:
-    return _current(fork._inherited, key)
+# ----------------------------------------------------------------------
+# merging
 
 
 def merge_forks(session: Session, forks: list[ForkSession]) -> None:
@@ -152,42 +220,64 @@ def merge_forks(session: Session, forks: list[ForkSession]) -> None:
                 f"cannot merge a fork of snapshot {fork.snapshot_id} into a session on "
                 f"{session.snapshot_id}: fork and merge within the same session"
             )
-    claims: dict[_Key, tuple[int, Any]] = {}
+        if fork._origin not in (session._token, getattr(session, "_origin", None)):
+            raise InvalidInputError(
+                "this fork was made from another session: merge a fork only into the session "
+                "it was forked from (or into a sibling fork combining them)"
+            )
+    deltas = [_delta(fork._changes, fork._inherited) for fork in forks]
+    is_array = {n.id: n.is_array for n in session._snapshot.nodes.values()}
+    for fork in forks:
+        is_array.update({c.id: c.is_array for c in fork._changes.nodes.values()})
+    is_array.update({c.id: c.is_array for c in session._changes.nodes.values()})
+
     clashes: dict[_Key, None] = {}
-    for index, fork in enumerate(forks):
-        for key, value in _delta(fork).items():
+    conflicts: list[Conflict] = []
+    claims: dict[_Key, Any] = {}
+    effects = [_effects(d, fork._inherited) for d, fork in zip(deltas, forks)]
+    for index, (fork, delta) in enumerate(zip(forks, deltas)):
+        # what the parent changed since this fork was made
+        since = _delta(session._changes, fork._inherited)
+        parent = _effects(since, fork._inherited)
+        conflicts += _contradictions(parent, effects[index], is_array)
+        conflicts += _contradictions(effects[index], parent, is_array)
+        for key, value in delta.items():
             if key in claims:
-                if not _same(claims[key][1], value):
+                if not _same(claims[key], value):
                     clashes[key] = None
                 continue
-            # the parent (or an earlier merge) changed this item after the fork was made
-            current = _current(session._changes, key)
-            if not _same(current, _inherited_value(fork, key)) and not _same(current, value):
+            current = _value(session._changes, key)
+            if not _same(current, _value(fork._inherited, key)) and not _same(current, value):
                 clashes[key] = None
-            claims[key] = (index, value)
-    if clashes:
-        conflicts = _describe(session, list(clashes))
+            claims[key] = value
+        for other in range(index):
+            conflicts += _contradictions(effects[other], effects[index], is_array)
+            conflicts += _contradictions(effects[index], effects[other], is_array)
+    conflicts = _describe(session, list(clashes)) + conflicts
+    if conflicts:
+        unique = list(dict.fromkeys(conflicts))
         raise MergeConflictError(
-            f"cannot merge: {len(conflicts)} conflict(s) between forks: "
-            + "; ".join(map(str, conflicts[:10])),
+            f"cannot merge: {len(unique)} conflict(s) between forks: "
+            + "; ".join(map(str, unique[:10])),
             snapshot=session.snapshot_id,
-            conflicts=conflicts,
+            conflicts=unique,
         )
-    _apply(session, {key: value for key, (_, value) in claims.items()})
+    _apply(session, claims)
 
 
 def _apply(session: Session, delta: dict[_Key, Any]) -> None:
     changes = session._changes
     for key, value in delta.items():
         if key[0] == "deleted":
-            node = session.get_node(key[1])
-            if node is not None:
+            if session.get_node(key[1]) is not None:
                 session.delete_node(key[1], recursive=False)
             changes.deleted[key[1]] = value
     for key, value in delta.items():
         if key[0] == "node":
             if value is None:
-                changes.nodes.pop(key[1], None)
+                removed = changes.nodes.pop(key[1], None)
+                if removed is not None and removed.is_new:
+                    changes.drop_node(removed.id)
             else:
                 assert isinstance(value, NodeChange)
                 changes.nodes[key[1]] = value
@@ -196,16 +286,15 @@ def _apply(session: Session, delta: dict[_Key, Any]) -> None:
             changes.min_grid[key[1]] = (
                 value if old is None else tuple(min(a, b) for a, b in zip(old, value))
             )
+    live = {n.id for n in session.iter_nodes()}
     for key, value in delta.items():
-        if key[0] == "chunk":
-            payload: ChunkPayload | None = value
-            coords: ChunkCoords = key[2]
-            changes.chunks.setdefault(key[1], {})[coords] = payload
+        if key[0] == "chunk" and key[1] in live:
+            changes.chunks.setdefault(key[1], {})[key[2]] = value
 
 
 def _describe(session: Session, keys: list[_Key]) -> list[Conflict]:
-    paths = {n.id: n.path for n in session.iter_nodes()}
-    paths.update({n.id: n.path for n in session._snapshot.nodes.values()})
+    paths = {n.id: n.path for n in session._snapshot.nodes.values()}
+    paths.update({n.id: n.path for n in session.iter_nodes()})
     chunks: dict[str, list[list[int]]] = {}
     out = []
     for key in keys:

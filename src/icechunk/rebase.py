@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -10,7 +11,6 @@ from icechunk.conflicts import Conflict, ConflictType, Resolution
 from icechunk.format.manifest import ChunkCoords
 from icechunk.format.snapshot import NodeSnapshot, Snapshot
 from icechunk.format.transaction_log import TransactionLog
-from icechunk.zarr_meta import parse_array_meta
 
 
 @dataclass
@@ -36,9 +36,16 @@ class TheirChanges:
 Finding = tuple[Conflict, Callable[[], None] | None]
 
 
-def _grid(node: NodeSnapshot) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    meta = parse_array_meta(node.user_data)
-    return meta.shape, meta.chunk_shape
+def _chunk_layout(node: NodeSnapshot) -> dict:
+    """The parts of an array's zarr.json that decide what its chunks mean.
+
+    Attributes and dimension names can change under written chunks; shape, data
+    type, codecs, fill value or chunking cannot.
+    """
+    doc = json.loads(node.user_data)
+    doc.pop("attributes", None)
+    doc.pop("dimension_names", None)
+    return doc
 
 
 def find_conflicts(
@@ -99,7 +106,9 @@ def find_conflicts(
         if now is None:
             findings.append((Conflict(ConflictType.ChunksUpdatedInDeletedArray, path), None))
             continue
-        if node_id in theirs.updated_arrays and _grid(now) != _grid(base_by_id[node_id]):
+        if node_id in theirs.updated_arrays and _chunk_layout(now) != _chunk_layout(
+            base_by_id[node_id]
+        ):
             findings.append((Conflict(ConflictType.ChunksUpdatedInUpdatedArray, path), None))
         overlap = sorted(set(ours) & theirs.chunks.get(node_id, set()))
         if overlap:
@@ -112,6 +121,17 @@ def find_conflicts(
                 ConflictType.ChunkDoubleUpdate, now.path, [list(c) for c in overlap]
             )
             findings.append((conflict, take_theirs))
+    # chunks they wrote where our shrink (and regrow) cut the array off
+    for node_id, grid in changes.min_grid.items():
+        now = tip_by_id.get(node_id)
+        if now is None or node_id not in base_by_id:
+            continue
+        cut = sorted(
+            c for c in theirs.chunks.get(node_id, ()) if any(x >= g for x, g in zip(c, grid))
+        )
+        if cut:
+            conflict = Conflict(ConflictType.ChunkDoubleUpdate, now.path, [list(c) for c in cut])
+            findings.append((conflict, None))
     return findings
 
 

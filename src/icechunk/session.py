@@ -117,6 +117,7 @@ class Session:
         self._read_only = read_only
         self._changes = ChangeSet()
         self._store: IcechunkStore | None = None
+        self._token = uuid.uuid4().hex  # forks remember which session they came from
 
     def __repr__(self) -> str:
         mode = "read-only" if self._read_only else "writable"
@@ -838,6 +839,7 @@ class Session:
             branch=self._branch,
             changes=self._changes.copy(),
             inherited=self._changes.copy(),
+            origin=self._token,
         )
 
     def merge(self, *others: ForkSession) -> None:

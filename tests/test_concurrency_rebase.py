@@ -1,7 +1,7 @@
 """Many processes committing to one branch with ``rebase_with=ConflictDetector()``.
 
-8 spawned processes x 10 commits each, all on ``main`` of one local-filesystem
-repository.  Process ``p`` owns elements ``10p .. 10p+9`` of the shared array
+8 spawned processes x 10 commits each, all on ``main`` of one repository, on local
+disk and on S3 (a moto server).  Process ``p`` owns elements ``10p .. 10p+9`` of the shared array
 ``/shared`` (one element per chunk, so the writes are disjoint) and writes one of
 them per commit.  Every commit must land -- a rebase over disjoint chunk writes
 never fails -- so afterwards:
@@ -40,12 +40,12 @@ def value(process: int, attempt: int) -> int:
     return 1000 * (process + 1) + attempt
 
 
-def writer(repo_path: str, process: int, barrier: Any, results: Any) -> None:
+def writer(storage: ic.Storage, process: int, barrier: Any, results: Any) -> None:
     """A spawned process: 10 commits, each rebased as often as needed."""
     landed: list[tuple[str, int]] = []
     error = None
     try:
-        repo = ic.Repository.open(ic.local_filesystem_storage(repo_path))
+        repo = ic.Repository.open(storage)
         barrier.wait(60)
         for attempt in range(N_COMMITS):
             session = repo.writable_session("main")
@@ -62,10 +62,19 @@ def writer(repo_path: str, process: int, barrier: Any, results: Any) -> None:
     results.put({"process": process, "landed": landed, "error": error})
 
 
+@pytest.fixture(params=["local", "s3"])
+def shared_storage(request: Any, tmp_path: Path) -> ic.Storage:
+    """A storage every spawned process can reach (it travels pickled)."""
+    if request.param == "local":
+        return ic.local_filesystem_storage(tmp_path / "repo")
+    return request.getfixturevalue("moto_s3").storage()
+
+
 @pytest.mark.slow
-def test_8_processes_x_10_commits_with_rebase(tmp_path: Path, record_property: Any) -> None:
-    repo_path = str(tmp_path / "repo")
-    repo = ic.Repository.create(ic.local_filesystem_storage(repo_path))
+def test_8_processes_x_10_commits_with_rebase(
+    shared_storage: ic.Storage, record_property: Any
+) -> None:
+    repo = ic.Repository.create(shared_storage)
     session = repo.writable_session("main")
     zarr.create_array(
         session.store,
@@ -81,7 +90,7 @@ def test_8_processes_x_10_commits_with_rebase(tmp_path: Path, record_property: A
     barrier = ctx.Barrier(N_PROCESSES + 1)
     results = ctx.Queue()
     processes = [
-        ctx.Process(target=writer, args=(repo_path, p, barrier, results))
+        ctx.Process(target=writer, args=(shared_storage, p, barrier, results))
         for p in range(N_PROCESSES)
     ]
     for process in processes:

@@ -43,8 +43,11 @@ def store_dask(
                 "fork = session.fork(); zarr.open_array(fork.store, path=..., mode='a')"
             )
     region_list = list(regions) if regions is not None else [None] * len(targets)
+    writers: dict[int, int] = {}
+    for target in targets:
+        writers[id(target)] = writers.get(id(target), 0) + 1
     for src, target, region in zip(sources, targets, region_list, strict=True):
-        _check_alignment(src, target, region)
+        _check_alignment(src, target, region, shared=writers[id(target)] > 1)
     stored = dask.array.store(
         list(sources),
         list(targets),
@@ -62,18 +65,33 @@ def store_dask(
     return result
 
 
-def _check_alignment(source: Any, target: Any, region: tuple[slice, ...] | None) -> None:
+def _check_alignment(
+    source: Any, target: Any, region: tuple[slice, ...] | None, *, shared: bool
+) -> None:
     """Refuse dask blocks that share a zarr chunk (or shard): two tasks would each
-    rewrite it, and one of the writes would be lost."""
+    rewrite it, and one of the writes would be lost.
+
+    With several sources writing regions of one target (``shared``), the region
+    edges must fall on chunk boundaries too.
+    """
     unit = getattr(target, "shards", None) or target.chunks
     starts = [0] * len(unit)
     if region is not None:
         starts = [(sl.start or 0) if isinstance(sl, slice) else int(sl) for sl in region]
     for dim, (sizes, step) in enumerate(zip(source.chunks, unit)):
         offset = starts[dim]
-        for size in sizes[:-1]:
-            offset += size
+        edges = [size for size in sizes[:-1]]
+        if shared:
             if offset % step:
+                raise InvalidInputError(
+                    f"the region starting at {offset} along dimension {dim} does not start "
+                    f"on a zarr chunk boundary (chunks of {step}) and another region of the "
+                    "same array may share that chunk: align the regions to the zarr chunks"
+                )
+            edges = list(sizes)
+        for size in edges:
+            offset += size
+            if offset % step and offset != target.shape[dim]:
                 raise InvalidInputError(
                     f"dask chunks {source.chunks[dim]} along dimension {dim} split the zarr "
                     f"{'shards' if getattr(target, 'shards', None) else 'chunks'} of size {step} "

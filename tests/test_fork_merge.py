@@ -527,3 +527,37 @@ def test_fork_of_a_fork_merges_back_into_its_parent_fork() -> None:
     session.merge(fork)
     session.commit("fork of a fork")
     assert tip_array(repo, "g/z").tolist() == [2, 3, 0, 0]
+
+
+def test_fork_of_a_fork_conflict_with_its_parent_fork_is_found() -> None:
+    """After the sub-fork was made, the parent fork reverted k and the sub-fork changed it."""
+    repo = memory_repo()
+    session = repo.writable_session("main")
+    fork = session.fork()
+    open_array(fork, "g/z").attrs["k"] = 1
+    sub = fork.fork()
+    open_array(fork, "g/z").attrs.pop("k")  # back to the committed attributes
+    open_array(sub, "g/z").attrs["k"] = 2
+    assert dict(open_array(fork, "g/z").attrs) == {}
+    with pytest.raises(ic.MergeConflictError) as info:
+        fork.merge(sub)
+    # a revert is not a delete: no ZarrMetadataUpdateOfDeletedArray
+    assert [(c.conflict_type, c.path) for c in info.value.conflicts] == [
+        (ic.ConflictType.ZarrMetadataDoubleUpdate, "/g/z")
+    ]
+    assert dict(open_array(fork, "g/z").attrs) == {}
+
+
+def test_fork_reverting_the_parents_metadata_edit_is_not_a_delete() -> None:
+    """One fork undoes the parent's uncommitted attribute edit, another writes a chunk."""
+    repo = memory_repo()
+    session = repo.writable_session("main")
+    open_array(session, "g/z").attrs["k"] = 1
+    reverting, writing = session.fork(), session.fork()
+    open_array(reverting, "g/z").attrs.pop("k")  # back to the committed attributes
+    open_array(writing, "g/z")[0] = 5
+    session.merge(reverting, writing)
+    session.commit("revert and write")
+    tip = repo.readonly_session(branch="main")
+    assert dict(open_array(tip, "g/z").attrs) == {}
+    assert open_array(tip, "g/z")[:].tolist() == [5, 0, 0, 0]

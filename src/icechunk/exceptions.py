@@ -286,7 +286,7 @@ class RebaseFailedError(ConflictError):
     kind = ErrorKind.REBASE_FAILED
 
     def __init__(self, message: str, *, snapshot: str | None, conflicts: list) -> None:
-        super().__init__(message, expected_parent=None, actual_parent=snapshot)
+        super().__init__(message, expected_parent=None, actual_parent=None)
         self.snapshot = snapshot
         self.conflicts = list(conflicts)
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from icechunk.repository import Repository
 
 _MISSING: Any = object()
+_REVERTED: Any = "reverted"  # a metadata edit undone: back to the snapshot's version
 
 
 class ForkSession(Session):
@@ -104,9 +105,11 @@ def _delta(ours: ChangeSet, base: ChangeSet) -> dict[_Key, Any]:
     for path, change in ours.nodes.items():
         if base.nodes.get(path) != change:
             delta[("node", path)] = change
-    for path in base.nodes:
+    for path, change in base.nodes.items():
         if path not in ours.nodes:
-            delta[("node", path)] = None  # deleted (or reverted) since
+            # a node created before forking and deleted since, or an edit undone
+            removed = change.is_new or path in ours.deleted
+            delta[("node", path)] = None if removed else _REVERTED
     for path, node_id in ours.deleted.items():
         if base.deleted.get(path) != node_id:
             delta[("deleted", path)] = node_id
@@ -141,6 +144,8 @@ def _effects(delta: dict[_Key, Any], base: ChangeSet) -> _Effects:
         elif kind == "node" and value is None:
             removed = base.nodes[key[1]]
             out.deleted[removed.id] = key[1]
+        elif kind == "node" and value is _REVERTED:
+            out.updated[base.nodes[key[1]].id] = key[1]
         elif kind == "node":
             if value.is_new:
                 out.created.add(key[1])
@@ -274,9 +279,9 @@ def _apply(session: Session, delta: dict[_Key, Any]) -> None:
             changes.deleted[key[1]] = value
     for key, value in delta.items():
         if key[0] == "node":
-            if value is None:
+            if value is None or value is _REVERTED:
                 removed = changes.nodes.pop(key[1], None)
-                if removed is not None and removed.is_new:
+                if value is None and removed is not None and removed.is_new:
                     changes.drop_node(removed.id)
             else:
                 assert isinstance(value, NodeChange)

@@ -6,8 +6,12 @@ implementation reads what the other wrote.
 """
 
 from icechunk.config import (
+    CachingConfig,
+    CompressionAlgorithm,
     CompressionConfig,
     ManifestConfig,
+    ManifestPreloadCondition,
+    ManifestPreloadConfig,
     ManifestSplitCondition,
     ManifestSplitDimCondition,
     ManifestSplittingConfig,
@@ -63,10 +67,27 @@ from icechunk.versions import SpecVersion, spec_version, supported_spec_versions
 
 __version__ = "0.1.0"
 
-from icechunk.debug import print_debug_info, user_agent
+from icechunk.debug import (
+    Attribution,
+    initialize_logs,
+    print_debug_info,
+    set_logs_filter,
+    shutdown_telemetry,
+    user_agent,
+)
+from icechunk.graph import AncestryGraph
 
 __all__ = [
     "ErrorKind",
+    "AncestryGraph",
+    "Attribution",
+    "CachingConfig",
+    "CompressionAlgorithm",
+    "ManifestPreloadCondition",
+    "ManifestPreloadConfig",
+    "initialize_logs",
+    "set_logs_filter",
+    "shutdown_telemetry",
     "InternalError",
     "print_debug_info",
     "user_agent",

@@ -7,10 +7,18 @@ are kept and written back untouched.
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from icechunk.debug import (  # noqa: F401 - re-exported like the official module
+    Attribution,
+    initialize_logs,
+    set_logs_filter,
+    shutdown_telemetry,
+)
 from icechunk.exceptions import InvalidInputError
 from icechunk.format.values import decode_flexbuffer, encode_flexbuffer
 
@@ -202,6 +210,62 @@ class ManifestSplittingConfig:
         return cls(out)
 
 
+class CompressionAlgorithm(enum.Enum):
+    """Compression of metadata files (zstd is the only one the format defines)."""
+
+    Zstd = 0
+
+    @staticmethod
+    def default() -> CompressionAlgorithm:
+        return CompressionAlgorithm.Zstd
+
+
+@dataclass
+class CachingConfig:
+    """Cache sizes (accepted for compatibility; this library sizes its caches itself)."""
+
+    num_snapshot_nodes: int | None = None
+    num_chunk_refs: int | None = None
+    num_transaction_changes: int | None = None
+    num_bytes_attributes: int | None = None
+    num_bytes_chunks: int | None = None
+
+    @classmethod
+    def default(cls) -> CachingConfig:
+        return cls()
+
+
+class ManifestPreloadCondition(ManifestSplitCondition):
+    """Which arrays' manifests to load when a session opens."""
+
+    @classmethod
+    def true(cls) -> ManifestPreloadCondition:
+        return cls("any_array")
+
+    @classmethod
+    def false(cls) -> ManifestPreloadCondition:
+        return cls("or", [])
+
+    @classmethod
+    def num_refs(cls, from_refs: int | None, to_refs: int | None) -> ManifestPreloadCondition:
+        return cls("num_refs", (from_refs, to_refs))
+
+
+# the official class also spells its constructors with capitals, True/False included
+setattr(ManifestPreloadCondition, "True", ManifestPreloadCondition.true)  # noqa: B010
+setattr(ManifestPreloadCondition, "False", ManifestPreloadCondition.false)  # noqa: B010
+ManifestPreloadCondition.NumRefs = ManifestPreloadCondition.num_refs  # type: ignore[attr-defined]
+
+
+@dataclass
+class ManifestPreloadConfig:
+    """Manifest preloading (accepted for compatibility; manifests load on first use here)."""
+
+    max_total_refs: int | None = None
+    preload_if: ManifestPreloadCondition | None = None
+    max_arrays_to_scan: int | None = None
+
+
 @dataclass
 class CompressionConfig:
     algorithm: str | None = None
@@ -216,6 +280,8 @@ class CompressionConfig:
 class ManifestConfig:
     preload: Any = None
     splitting: ManifestSplittingConfig | None = None
+    virtual_chunk_location_compression: Any = None
+    max_concurrent_manifest_fetches_during_commit: int | None = None
 
     @classmethod
     def default(cls) -> ManifestConfig:
@@ -229,11 +295,15 @@ class RepositoryConfig:
     inline_chunk_threshold_bytes: int | None = None
     get_partial_values_concurrency: int | None = None
     compression: CompressionConfig | None = None
+    max_concurrent_requests: int | None = None
     caching: Any = None
     storage: Any = None
     virtual_chunk_containers: Any = None
     manifest: ManifestConfig | None = None
+    repo_update_retries: Any = None
     num_updates_per_repo_info_file: int | None = None
+    max_concurrent_decodes: int | None = None
+    previous_file: str | None = None
     _other: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -278,6 +348,14 @@ class RepositoryConfig:
         out["inline_chunk_threshold_bytes"] = self.inline_chunk_threshold_bytes
         out["get_partial_values_concurrency"] = self.get_partial_values_concurrency
         out["num_updates_per_repo_info_file"] = self.num_updates_per_repo_info_file
+        for name in (
+            "max_concurrent_requests",
+            "max_concurrent_decodes",
+            "previous_file",
+            "repo_update_retries",
+        ):
+            value = getattr(self, name)
+            out[name] = value.to_serde() if hasattr(value, "to_serde") else value
         if self.compression is not None:
             out["compression"] = {
                 "algorithm": self.compression.algorithm and "Zstd",
@@ -288,6 +366,9 @@ class RepositoryConfig:
         manifest = dict(out.get("manifest") or {}) if isinstance(out.get("manifest"), dict) else {}
         if self.manifest is not None:
             manifest.setdefault("preload", None)
+            manifest["max_concurrent_manifest_fetches_during_commit"] = (
+                self.manifest.max_concurrent_manifest_fetches_during_commit
+            )
             manifest["splitting"] = (
                 self.manifest.splitting.to_serde() if self.manifest.splitting else None
             )
@@ -300,7 +381,9 @@ class RepositoryConfig:
             v = getattr(self, k)
             if k == "storage" and hasattr(v, "to_dict"):
                 continue
-            if isinstance(v, dict | list) or v is None:
+            if isinstance(v, CachingConfig):
+                out[k] = dataclasses.asdict(v)
+            elif isinstance(v, dict | list) or v is None:
                 out[k] = v if v is not None else out.get(k)
         return out
 
@@ -316,6 +399,10 @@ class RepositoryConfig:
         cfg.inline_chunk_threshold_bytes = value.get("inline_chunk_threshold_bytes")
         cfg.get_partial_values_concurrency = value.get("get_partial_values_concurrency")
         cfg.num_updates_per_repo_info_file = value.get("num_updates_per_repo_info_file")
+        cfg.max_concurrent_requests = value.get("max_concurrent_requests")
+        cfg.max_concurrent_decodes = value.get("max_concurrent_decodes")
+        cfg.previous_file = value.get("previous_file")
+        cfg.repo_update_retries = value.get("repo_update_retries")
         comp = value.get("compression")
         if isinstance(comp, dict):
             cfg.compression = CompressionConfig(
@@ -325,6 +412,12 @@ class RepositoryConfig:
         if isinstance(manifest, dict):
             splitting = manifest.get("splitting")
             cfg.manifest = ManifestConfig(
+                virtual_chunk_location_compression=manifest.get(
+                    "virtual_chunk_location_compression"
+                ),
+                max_concurrent_manifest_fetches_during_commit=manifest.get(
+                    "max_concurrent_manifest_fetches_during_commit"
+                ),
                 preload=manifest.get("preload"),
                 splitting=ManifestSplittingConfig.from_serde(splitting) if splitting else None,
             )
@@ -339,11 +432,15 @@ _FIELDS = (
     "inline_chunk_threshold_bytes",
     "get_partial_values_concurrency",
     "compression",
+    "max_concurrent_requests",
     "caching",
     "storage",
     "virtual_chunk_containers",
     "manifest",
+    "repo_update_retries",
     "num_updates_per_repo_info_file",
+    "max_concurrent_decodes",
+    "previous_file",
 )
 _KNOWN_KEYS = set(_FIELDS)
 
@@ -355,3 +452,22 @@ def __getattr__(name: str) -> object:
 
         return FeatureFlag
     raise AttributeError(name)
+
+
+__all__ = [
+    "Attribution",
+    "CachingConfig",
+    "CompressionAlgorithm",
+    "CompressionConfig",
+    "FeatureFlag",  # noqa: F822 - provided by the module __getattr__ (import cycle)
+    "ManifestConfig",
+    "ManifestPreloadCondition",
+    "ManifestPreloadConfig",
+    "ManifestSplitCondition",
+    "ManifestSplitDimCondition",
+    "ManifestSplittingConfig",
+    "RepositoryConfig",
+    "initialize_logs",
+    "set_logs_filter",
+    "shutdown_telemetry",
+]

@@ -7,7 +7,7 @@ import os
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from icechunk import keys
 from icechunk._sync import run
 from icechunk.config import RepositoryConfig
+from icechunk.debug import Attribution
 from icechunk.exceptions import (
     AlreadyExistsError,
     BranchNotFoundError,
@@ -44,6 +45,7 @@ from icechunk.format.repo_info import (
 )
 from icechunk.format.snapshot import ManifestFileInfo, Snapshot, encode_snapshot
 from icechunk.format.transaction_log import TransactionLog, encode_transaction_log
+from icechunk.graph import AncestryGraph
 from icechunk.objects import RepoObjects
 from icechunk.repository_admin import RepositoryAdmin, flag_enabled
 from icechunk.storage.base import Storage, Version
@@ -410,6 +412,11 @@ class Repository(RepositoryAdmin):
         return self._storage
 
     @property
+    def attribution(self) -> Attribution:
+        """Labels identifying this client (kept for compatibility; sent nowhere yet)."""
+        return getattr(self, "_attribution", None) or Attribution()
+
+    @property
     def config(self) -> RepositoryConfig:
         return self._config
 
@@ -702,6 +709,45 @@ class Repository(RepositoryAdmin):
     ) -> Iterator[SnapshotInfo]:
         """The history ending at a branch, tag or snapshot, newest first."""
         return iter(run(self._ancestry_async(branch=branch, tag=tag, snapshot_id=snapshot_id)))
+
+    async def async_ancestry(
+        self,
+        *,
+        branch: str | None = None,
+        tag: str | None = None,
+        snapshot_id: str | None = None,
+    ) -> AsyncIterator[SnapshotInfo]:
+        """Async version of :meth:`ancestry`."""
+        for info in await self._ancestry_async(branch=branch, tag=tag, snapshot_id=snapshot_id):
+            yield info
+
+    def ancestry_graph(
+        self,
+        *,
+        branch: str | None = None,
+        tag: str | None = None,
+        snapshot_id: str | None = None,
+        plain: bool = False,
+    ) -> AncestryGraph:
+        """The history as a graph: of one ref, or of every branch and tag when none is given."""
+        return run(
+            self.ancestry_graph_async(branch=branch, tag=tag, snapshot_id=snapshot_id, plain=plain)
+        )
+
+    async def ancestry_graph_async(
+        self,
+        *,
+        branch: str | None = None,
+        tag: str | None = None,
+        snapshot_id: str | None = None,
+        plain: bool = False,
+    ) -> AncestryGraph:
+        info = await self._repo_info()
+        if branch is None and tag is None and snapshot_id is None:
+            starts = [*info.branches.values(), *info.tags.values()]
+        else:
+            starts = [_resolve_version(info, branch=branch, tag=tag, snapshot_id=snapshot_id)]
+        return AncestryGraph.build(info, starts, plain)
 
     def log(self, branch: str = "main") -> Iterator[SnapshotInfo]:
         """Alias of ``ancestry(branch=branch)``."""

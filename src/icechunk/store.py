@@ -143,7 +143,7 @@ class IcechunkStore(Store):
                     f"{key!r} is the path of a node, not a key: use {key}/zarr.json"
                 )
             if not node.is_array:
-                return None
+                break  # under a group: no array holds this key
             rest = "/".join(parts[i:])
             coords = node.meta.parse_chunk_key(rest)
             if coords is not None:
@@ -151,7 +151,8 @@ class IcechunkStore(Store):
             if node.meta.is_chunk_key_shaped(rest):
                 return None
             raise InvalidInputError(f"{key!r} is not a chunk key of array {node.path}")
-        if "c" not in parts:
+        last_c = len(parts) - 1 - parts[::-1].index("c") if "c" in parts else -1
+        if last_c < 0 or not all(p.isdigit() for p in parts[last_c + 1 :]):
             # like the official store: neither metadata nor shaped like a chunk key
             raise InvalidInputError(
                 f"invalid zarr key {key!r}: expected <path>/zarr.json or <array>/c/<i>/<j>..."
@@ -169,6 +170,8 @@ class IcechunkStore(Store):
                 f"bad key prefix {prefix!r}: only prefixes naming a group or array are allowed"
             )
         parts = path.strip("/").split("/")
+        if node is None and parts[-1] == "c":
+            raise InvalidInputError(f"bad key prefix {prefix!r}: it names chunks, not a node")
         for i in range(len(parts)):
             parent = self._session.get_node("/" + "/".join(parts[:i]) if i else "/")
             if parent is not None and parent.is_array:
@@ -303,6 +306,8 @@ class IcechunkStore(Store):
 
     def list_prefix(self, prefix: str) -> AsyncIterator[str]:
         self._check_prefix(prefix)  # raised at call time, like the official store
+        if prefix and not prefix.endswith("/"):
+            prefix += "/"  # a node path: its keys, not those of siblings sharing the start
         return self._list_prefix(prefix)
 
     async def _list_prefix(self, prefix: str) -> AsyncIterator[str]:

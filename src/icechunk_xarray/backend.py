@@ -353,34 +353,12 @@ class IcechunkBackendEntrypoint(BackendEntrypoint):
         config: Any = None,
         use_zarr_fill_value_as_mask: bool | None = None,
     ) -> Dataset:
-        opened = _resolve(
-            filename_or_obj,
-            branch=branch,
-            tag=tag,
-            snapshot_id=snapshot_id,
-            as_of=as_of,
-            storage_options=storage_options,
-            config=config,
-        )
+        args = locals()
+        opened = _resolve(filename_or_obj, **_pick(args, _VERSION_ARGS))
         store = ZarrStore.open_group(
-            opened.session.store,
-            mode="r",
-            group=_group_path(group),
-            consolidated=False,
-            consolidate_on_close=False,
-            zarr_format=3,
-            use_zarr_fill_value_as_mask=use_zarr_fill_value_as_mask,
+            opened.session.store, group=_group_path(group), **_zarr_options(args)
         )
-        ds = StoreBackendEntrypoint().open_dataset(
-            store,
-            mask_and_scale=mask_and_scale,
-            decode_times=decode_times,
-            concat_characters=concat_characters,
-            decode_coords=decode_coords,
-            drop_variables=drop_variables,
-            use_cftime=use_cftime,
-            decode_timedelta=decode_timedelta,
-        )
+        ds = _decode(store, args)
         _record_version(ds, opened, group)
         return ds
 
@@ -404,24 +382,8 @@ class IcechunkBackendEntrypoint(BackendEntrypoint):
         config: Any = None,
         use_zarr_fill_value_as_mask: bool | None = None,
     ) -> DataTree:
-        groups = self.open_groups_as_dict(
-            filename_or_obj,
-            mask_and_scale=mask_and_scale,
-            decode_times=decode_times,
-            concat_characters=concat_characters,
-            decode_coords=decode_coords,
-            drop_variables=drop_variables,
-            use_cftime=use_cftime,
-            decode_timedelta=decode_timedelta,
-            group=group,
-            branch=branch,
-            tag=tag,
-            snapshot_id=snapshot_id,
-            as_of=as_of,
-            storage_options=storage_options,
-            config=config,
-            use_zarr_fill_value_as_mask=use_zarr_fill_value_as_mask,
-        )
+        args = _pick(locals(), _OPEN_ARGS)
+        groups = self.open_groups_as_dict(filename_or_obj, **args)
         return datatree_from_dict_with_io_cleanup(groups)
 
     def open_groups_as_dict(  # type: ignore[override]
@@ -444,41 +406,49 @@ class IcechunkBackendEntrypoint(BackendEntrypoint):
         config: Any = None,
         use_zarr_fill_value_as_mask: bool | None = None,
     ) -> dict[str, Dataset]:
-        opened = _resolve(
-            filename_or_obj,
-            branch=branch,
-            tag=tag,
-            snapshot_id=snapshot_id,
-            as_of=as_of,
-            storage_options=storage_options,
-            config=config,
-        )
+        args = locals()
+        opened = _resolve(filename_or_obj, **_pick(args, _VERSION_ARGS))
         parent = str(NodePath("/") / NodePath(group)) if group else "/"
-        stores = ZarrStore.open_store(
-            opened.session.store,
-            mode="r",
-            group=parent,
-            consolidated=False,
-            consolidate_on_close=False,
-            zarr_format=3,
-            use_zarr_fill_value_as_mask=use_zarr_fill_value_as_mask,
-        )
+        stores = ZarrStore.open_store(opened.session.store, group=parent, **_zarr_options(args))
         groups: dict[str, Dataset] = {}
         for path, store in stores.items():
-            ds = StoreBackendEntrypoint().open_dataset(
-                store,
-                mask_and_scale=mask_and_scale,
-                decode_times=decode_times,
-                concat_characters=concat_characters,
-                decode_coords=decode_coords,
-                drop_variables=drop_variables,
-                use_cftime=use_cftime,
-                decode_timedelta=decode_timedelta,
-            )
+            ds = _decode(store, args)
             _record_version(ds, opened, path)
             name = str(NodePath(path).relative_to(parent)) if group else str(NodePath(path))
             groups[name if name != "." else "/"] = ds
         return groups
+
+
+# The keyword arguments of the entry point's methods, by where they go.
+_DECODER_ARGS = (
+    "mask_and_scale",
+    "decode_times",
+    "concat_characters",
+    "decode_coords",
+    "drop_variables",
+    "use_cftime",
+    "decode_timedelta",
+)
+_VERSION_ARGS = ("branch", "tag", "snapshot_id", "as_of", "storage_options", "config")
+_OPEN_ARGS = (*_DECODER_ARGS, "group", *_VERSION_ARGS, "use_zarr_fill_value_as_mask")
+
+
+def _pick(args: dict[str, Any], names: Iterable[str]) -> dict[str, Any]:
+    return {name: args[name] for name in names}
+
+
+def _zarr_options(args: dict[str, Any]) -> dict[str, Any]:
+    return dict(
+        mode="r",
+        consolidated=False,
+        consolidate_on_close=False,
+        zarr_format=3,
+        use_zarr_fill_value_as_mask=args["use_zarr_fill_value_as_mask"],
+    )
+
+
+def _decode(store: ZarrStore, args: dict[str, Any]) -> Dataset:
+    return StoreBackendEntrypoint().open_dataset(store, **_pick(args, _DECODER_ARGS))
 
 
 def _group_path(group: str | None) -> str | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from icechunk.exceptions import InvalidInputError
 from icechunk.storage._remote import RemoteStorage, UnsafeStorageWarning
@@ -169,36 +170,12 @@ def s3_storage(
     ``RepositoryConfig(storage=StorageSettings(...))`` or
     :meth:`S3Storage.with_settings`.
     """
-    credentials = s3_credentials(
-        access_key_id=access_key_id,
-        secret_access_key=secret_access_key,
-        session_token=session_token,
-        expires_after=expires_after,
-        anonymous=anonymous,
-        from_env=from_env,
-        get_credentials=get_credentials,
-        scatter_initial_credentials=scatter_initial_credentials,
+    args = locals()
+    credentials = _s3_credentials_from(args)
+    options = _s3_options_from(
+        args, force_path_style=force_path_style, requester_pays=requester_pays
     )
-    options = S3Options(
-        region=region,
-        endpoint_url=endpoint_url,
-        allow_http=allow_http,
-        anonymous=bool(anonymous),
-        force_path_style=force_path_style,
-        network_stream_timeout_seconds=network_stream_timeout_seconds,
-        requester_pays=requester_pays,
-        checksum_algorithm=checksum_algorithm,
-    )
-    return S3Storage(
-        bucket=bucket,
-        prefix=prefix,
-        options=options,
-        credentials=credentials,
-        legacy_rooted_keys=legacy_rooted_keys,
-        read_headers=read_headers,
-        write_headers=write_headers,
-        headers=headers,
-    )
+    return _s3_storage_from(args, options, credentials)
 
 
 def r2_storage(
@@ -236,36 +213,10 @@ def r2_storage(
         endpoint_url = f"https://{account_id}.r2.cloudflarestorage.com"
     if not bucket:
         raise InvalidInputError("r2_storage needs a bucket")
-    credentials = s3_credentials(
-        access_key_id=access_key_id,
-        secret_access_key=secret_access_key,
-        session_token=session_token,
-        expires_after=expires_after,
-        anonymous=anonymous,
-        from_env=from_env,
-        get_credentials=get_credentials,
-        scatter_initial_credentials=scatter_initial_credentials,
-    )
-    options = S3Options(
-        region=region or "auto",
-        endpoint_url=endpoint_url,
-        allow_http=allow_http,
-        anonymous=bool(anonymous),
-        force_path_style=True,
-        network_stream_timeout_seconds=network_stream_timeout_seconds,
-        checksum_algorithm=checksum_algorithm,
-    )
-    return S3Storage(
-        bucket=bucket,
-        prefix=prefix,
-        options=options,
-        credentials=credentials,
-        legacy_rooted_keys=legacy_rooted_keys,
-        read_headers=read_headers,
-        write_headers=write_headers,
-        headers=headers,
-        flavor="r2",
-    )
+    args = locals()
+    credentials = _s3_credentials_from(args)
+    options = _s3_options_from(args, region=region or "auto", force_path_style=True)
+    return _s3_storage_from(args, options, credentials, flavor="r2")
 
 
 def tigris_storage(
@@ -298,23 +249,10 @@ def tigris_storage(
     ``use_weak_consistency=True`` reads go to the closest region instead and the
     storage is read-only (recently written objects may not be visible yet).
     """
-    credentials = s3_credentials(
-        access_key_id=access_key_id,
-        secret_access_key=secret_access_key,
-        session_token=session_token,
-        expires_after=expires_after,
-        anonymous=anonymous,
-        from_env=from_env,
-        get_credentials=get_credentials,
-        scatter_initial_credentials=scatter_initial_credentials,
-    )
-    options = S3Options(
-        region=region or "auto",
-        endpoint_url=endpoint_url or TIGRIS_ENDPOINT,
-        allow_http=allow_http,
-        anonymous=bool(anonymous),
-        network_stream_timeout_seconds=network_stream_timeout_seconds,
-        checksum_algorithm=checksum_algorithm,
+    args = locals()
+    credentials = _s3_credentials_from(args)
+    options = _s3_options_from(
+        args, region=region or "auto", endpoint_url=endpoint_url or TIGRIS_ENDPOINT
     )
     read_extra: dict[str, str] = {}
     all_extra: dict[str, str] = {}
@@ -322,14 +260,11 @@ def tigris_storage(
         if region:
             all_extra["X-Tigris-Regions"] = region
         read_extra["Cache-Control"] = "no-cache"
-    return S3Storage(
-        bucket=bucket,
-        prefix=prefix,
-        options=options,
-        credentials=credentials,
-        legacy_rooted_keys=legacy_rooted_keys,
+    return _s3_storage_from(
+        args,
+        options,
+        credentials,
         read_headers={**read_extra, **(read_headers or {})},
-        write_headers=write_headers,
         headers={**all_extra, **(headers or {})},
         read_only_reason=(
             "tigris_storage(use_weak_consistency=True) is read-only"
@@ -338,6 +273,49 @@ def tigris_storage(
         ),
         flavor="tigris",
     )
+
+
+# The S3 factories share these: each passes its arguments (``locals()``) to the helpers.
+_S3_CREDENTIAL_ARGS = (
+    "access_key_id",
+    "secret_access_key",
+    "session_token",
+    "expires_after",
+    "anonymous",
+    "from_env",
+    "get_credentials",
+    "scatter_initial_credentials",
+)
+
+
+def _s3_credentials_from(args: dict[str, Any]) -> AnyS3Credential:
+    return s3_credentials(**{name: args[name] for name in _S3_CREDENTIAL_ARGS})
+
+
+def _s3_options_from(args: dict[str, Any], **overrides: Any) -> S3Options:
+    common = {
+        "region": args["region"],
+        "endpoint_url": args["endpoint_url"],
+        "allow_http": args["allow_http"],
+        "anonymous": bool(args["anonymous"]),
+        "network_stream_timeout_seconds": args["network_stream_timeout_seconds"],
+        "checksum_algorithm": args["checksum_algorithm"],
+    }
+    return S3Options(**{**common, **overrides})
+
+
+def _s3_storage_from(
+    args: dict[str, Any], options: S3Options, credentials: AnyS3Credential, **overrides: Any
+) -> S3Storage:
+    common = {
+        "bucket": args["bucket"],
+        "prefix": args["prefix"],
+        "legacy_rooted_keys": args["legacy_rooted_keys"],
+        "read_headers": args["read_headers"],
+        "write_headers": args["write_headers"],
+        "headers": args["headers"],
+    }
+    return S3Storage(options=options, credentials=credentials, **{**common, **overrides})
 
 
 def gcs_storage(

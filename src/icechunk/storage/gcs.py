@@ -21,7 +21,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from icechunk.exceptions import InvalidInputError, StorageError
-from icechunk.storage._remote import ClientHandle, FailureKind, RemoteStorage
+from icechunk.storage._remote import (
+    BucketStorage,
+    ClientHandle,
+    FailureKind,
+    range_header,
+)
 from icechunk.storage.base import ObjectInfo, Version
 from icechunk.storage.credentials import (
     AnyGcsCredential,
@@ -38,7 +43,7 @@ def _truthy(value: str | None) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
-class GcsStorage(RemoteStorage):
+class GcsStorage(BucketStorage):
     """A repository under ``gs://bucket/prefix``.
 
     ``config`` accepts the official package's keys where they make sense here:
@@ -65,10 +70,7 @@ class GcsStorage(RemoteStorage):
         max_concurrent_requests: int | None = None,
     ) -> None:
         super().__init__(settings, max_concurrent_requests)
-        if not isinstance(bucket, str) or not bucket or "/" in bucket:
-            raise InvalidInputError(f"bucket must be a bucket name, got {bucket!r}")
-        if prefix is not None and not isinstance(prefix, str):
-            raise InvalidInputError(f"prefix must be a str or None, got {prefix!r}")
+        self._check_location(bucket, prefix)
         config = dict(config or {})
         endpoint = (
             config.pop("endpoint_url", None)
@@ -131,14 +133,6 @@ class GcsStorage(RemoteStorage):
 
     # -- identity ---------------------------------------------------------------------
 
-    @property
-    def bucket(self) -> str:
-        return self._bucket
-
-    @property
-    def prefix(self) -> str:
-        return self._prefix
-
     def describe(self) -> str:
         where = f"gs://{self._bucket}/{self._prefix}".rstrip("/")
         if self._endpoint:
@@ -147,17 +141,6 @@ class GcsStorage(RemoteStorage):
 
     def _ident(self) -> tuple[Any, ...]:
         return ("gcs", self._bucket, self._key_base, self._endpoint)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, GcsStorage):
-            return NotImplemented
-        return self._ident() == other._ident()
-
-    def __hash__(self) -> int:
-        return hash(self._ident())
-
-    def _full(self, key: str) -> str:
-        return self._key_base + key
 
     # -- the client -------------------------------------------------------------------
 
@@ -257,12 +240,9 @@ class GcsStorage(RemoteStorage):
         self, client: Any, key: str, start: int, end: int | None, suffix: int | None
     ) -> bytes:
         headers = dict(self._read_headers)
-        if suffix is not None:
-            headers["Range"] = f"bytes=-{suffix}"
-        elif end is not None:
-            headers["Range"] = f"bytes={start}-{end - 1}"
-        elif start:
-            headers["Range"] = f"bytes={start}-"
+        byte_range = range_header(start, end, suffix)
+        if byte_range is not None:
+            headers["Range"] = byte_range
         try:
             _, contents = await client.media(self._bucket, self._full(key), headers)
         except Exception as err:

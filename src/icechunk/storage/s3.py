@@ -27,7 +27,12 @@ from typing import Any
 from urllib.parse import urlparse
 
 from icechunk.exceptions import InvalidInputError, StorageError
-from icechunk.storage._remote import ClientHandle, FailureKind, RemoteStorage
+from icechunk.storage._remote import (
+    BucketStorage,
+    ClientHandle,
+    FailureKind,
+    range_header,
+)
 from icechunk.storage.base import ObjectInfo, Version
 from icechunk.storage.credentials import AnyS3Credential, S3Credentials
 from icechunk.storage.settings import StorageSettings
@@ -146,7 +151,7 @@ def _add_headers(headers: dict[str, str], request: Any, **_: Any) -> None:
         request.headers[name] = value
 
 
-class S3Storage(RemoteStorage):
+class S3Storage(BucketStorage):
     """A repository under ``s3://bucket/prefix``."""
 
     def __init__(
@@ -166,10 +171,7 @@ class S3Storage(RemoteStorage):
         flavor: str = "s3",
     ) -> None:
         super().__init__(settings, max_concurrent_requests)
-        if not isinstance(bucket, str) or not bucket or "/" in bucket:
-            raise InvalidInputError(f"bucket must be a bucket name, got {bucket!r}")
-        if prefix is not None and not isinstance(prefix, str):
-            raise InvalidInputError(f"prefix must be a str or None, got {prefix!r}")
+        self._check_location(bucket, prefix)
         if credentials is None:
             credentials = S3Credentials.FromEnv()
         if not isinstance(
@@ -194,14 +196,6 @@ class S3Storage(RemoteStorage):
     # -- identity ---------------------------------------------------------------------
 
     @property
-    def bucket(self) -> str:
-        return self._bucket
-
-    @property
-    def prefix(self) -> str:
-        return self._prefix
-
-    @property
     def options(self) -> S3Options:
         return self._options
 
@@ -213,17 +207,6 @@ class S3Storage(RemoteStorage):
 
     def _ident(self) -> tuple[Any, ...]:
         return (self._flavor, self._bucket, self._key_base, self._options.endpoint_url)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, S3Storage):
-            return NotImplemented
-        return self._ident() == other._ident()
-
-    def __hash__(self) -> int:
-        return hash(self._ident())
-
-    def _full(self, key: str) -> str:
-        return self._key_base + key
 
     def _params(self, key: str | None = None) -> dict[str, Any]:
         params: dict[str, Any] = {"Bucket": self._bucket}
@@ -353,12 +336,9 @@ class S3Storage(RemoteStorage):
         self, client: Any, key: str, start: int, end: int | None, suffix: int | None
     ) -> bytes:
         params = self._params(key)
-        if suffix is not None:
-            params["Range"] = f"bytes=-{suffix}"
-        elif end is not None:
-            params["Range"] = f"bytes={start}-{end - 1}"
-        elif start:
-            params["Range"] = f"bytes={start}-"
+        byte_range = range_header(start, end, suffix)
+        if byte_range is not None:
+            params["Range"] = byte_range
         try:
             response = await client.get_object(**params)
         except Exception as err:

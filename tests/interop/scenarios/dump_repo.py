@@ -9,6 +9,11 @@ in those ancestries the full Zarr hierarchy with data checksums and the keys
 the store lists.  ``probe_ref`` names (e.g. a deleted tag) are looked up as
 tags and branches and the outcome (id or error kind) is recorded.
 
+With ``--more`` (anywhere among the arguments) the dump also holds the
+repository-level state: repo metadata, feature flags, the ops log (kinds and
+their fields, not timestamps or backup paths), the config (as opened and as
+fetched from storage) and the manifest files of every snapshot.
+
 JSON only: NaN / infinities are written as the strings "NaN", "Infinity",
 "-Infinity"; the dump is printed with sort_keys and allow_nan=False.
 """
@@ -48,6 +53,13 @@ def json_scalar(v):
     """A fill value (numpy or Python scalar) as JSON."""
     if isinstance(v, (bool, np.bool_)):
         return bool(v)
+    # before np.integer: numpy counts timedelta64 as a signed integer
+    if isinstance(v, (np.datetime64, np.timedelta64)):
+        return {"type": type(v).__name__, "value": str(v), "int": int(v.astype("int64"))}
+    if isinstance(v, str):
+        return {"str": str(v)}
+    if isinstance(v, bytes):
+        return {"bytes_hex": bytes(v).hex()}
     if isinstance(v, (int, np.integer)):
         return int(v)
     if isinstance(v, (float, np.floating)):
@@ -72,6 +84,16 @@ def error_kind(exc):
 
 def data_sha256(arr):
     data = np.asarray(arr[...])
+    if data.dtype.kind in "OT":
+        # variable-length strings (StringDType or objects): the in-memory
+        # bytes hold pointers, so hash the UTF-8 of each element instead,
+        # each preceded by its length
+        digest = hashlib.sha256()
+        for item in data.reshape(-1).tolist():
+            raw = item if isinstance(item, bytes) else str(item).encode("utf-8")
+            digest.update(len(raw).to_bytes(8, "little"))
+            digest.update(raw)
+        return digest.hexdigest()
     data = np.ascontiguousarray(data, dtype=data.dtype.newbyteorder("<"))
     return hashlib.sha256(data.tobytes(order="C")).hexdigest()
 
@@ -262,7 +284,105 @@ def probe_ref(repo, name):
     return out
 
 
+def plain(value):
+    """A field of an ops-log entry or a config object as JSON."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    fields = getattr(type(value), "__match_args__", None)
+    if fields is not None:
+        return {"kind": type(value).__name__, **{f: plain(getattr(value, f)) for f in fields}}
+    return {"repr": repr(value), "type": type(value).__name__}
+
+
+def kind_fields(kind):
+    fields = getattr(type(kind), "__match_args__", None)
+    if fields is None:
+        fields = sorted(
+            a
+            for a in dir(kind)
+            if not a.startswith("_") and not a[0].isupper() and not callable(getattr(kind, a))
+        )
+    return {f: plain(getattr(kind, f)) for f in fields}
+
+
+def split_condition(cond, family, variants):
+    """A manifest-split condition as JSON.  The argument-less variants are
+    recognised by class name (the official package has one class per
+    variant) or else by equality with a fresh instance, so that the config
+    round trip is compared, not how the classes are shaped."""
+    name = type(cond).__name__
+    if name in variants:
+        return {"kind": name}
+    cls = getattr(ic, family)
+    for variant in variants:
+        try:
+            if cond == getattr(cls, variant)():
+                return {"kind": variant}
+        except Exception:  # noqa: BLE001, S112 - not comparable: try the next one
+            continue
+    return plain(cond)
+
+
+def config_dict(config):
+    if config is None:
+        return None
+    manifest = config.manifest
+    splitting = None if manifest is None else manifest.splitting
+    split_sizes = None
+    if splitting is not None:
+        split_sizes = [
+            [
+                split_condition(cond, "ManifestSplitCondition", ("AnyArray",)),
+                [
+                    [split_condition(dim, "ManifestSplitDimCondition", ("Any",)), size]
+                    for dim, size in dims
+                ],
+            ]
+            for cond, dims in splitting.split_sizes
+        ]
+    return {
+        "inline_chunk_threshold_bytes": config.inline_chunk_threshold_bytes,
+        "manifest_is_none": manifest is None,
+        "split_sizes": split_sizes,
+    }
+
+
+def more_sections(repo, storage, snapshot_ids):
+    """Repository-level state (``--more``)."""
+    return {
+        "repo_metadata": repo.get_metadata(),
+        "feature_flags": [
+            {
+                "id": f.id,
+                "name": f.name,
+                "default_enabled": f.default_enabled,
+                "setting": f.setting,
+                "enabled": f.enabled,
+            }
+            # the official package lists them in no fixed order
+            for f in sorted(repo.feature_flags(), key=lambda f: f.id)
+        ],
+        "ops_log": [
+            {"kind": type(u.kind).__name__, "fields": kind_fields(u.kind)} for u in repo.ops_log()
+        ],
+        "config": config_dict(repo.config),
+        "fetched_config": config_dict(ic.Repository.fetch_config(storage)),
+        "manifest_files": {
+            sid: sorted(
+                [m.id, m.num_chunk_refs, m.size_bytes] for m in repo.list_manifest_files(sid)
+            )
+            for sid in snapshot_ids
+        },
+    }
+
+
 def main(path, probes):
+    more = "--more" in probes
+    probes = [p for p in probes if p != "--more"]
     repo = ic.Repository.open(ic.local_filesystem_storage(path))
     branches = {b: repo.lookup_branch(b) for b in sorted(repo.list_branches())}
     tags = {t: repo.lookup_tag(t) for t in sorted(repo.list_tags())}
@@ -310,6 +430,8 @@ def main(path, probes):
         "store_probes": probes_at_heads,
         "probes": {name: probe_ref(repo, name) for name in probes},
     }
+    if more:
+        dump["more"] = more_sections(repo, ic.local_filesystem_storage(path), sorted(snapshots))
     sys.stdout.write(json.dumps(dump, sort_keys=True, allow_nan=False, ensure_ascii=True))
     sys.stdout.write("\n")
 

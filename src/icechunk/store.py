@@ -282,6 +282,29 @@ class IcechunkStore(Store):
             if node.path.startswith(below):
                 self._session.delete_node(node.path)
 
+    @property
+    def supports_partial_writes(self) -> bool:  # type: ignore[override]
+        return False
+
+    async def set_partial_values(self, key_start_values: Iterable[tuple[str, int, bytes]]) -> None:
+        raise NotImplementedError(
+            "icechunk stores do not support partial writes: chunks are written whole"
+        )
+
+    async def is_empty(self, prefix: str) -> bool:
+        """Whether no key starts with ``prefix`` (a node path)."""
+        return await super().is_empty(prefix)
+
+    async def getsize_prefix(self, prefix: str) -> int:
+        """Total size of every value under ``prefix`` (a node path)."""
+        return await super().getsize_prefix(prefix)
+
+    def sync_clear(self) -> None:
+        """Remove every group and array from this session (history is untouched)."""
+        from icechunk._sync import run
+
+        run(self.clear())
+
     async def clear(self) -> None:
         self._check_writable()
         for node in list(self._session.iter_nodes()):

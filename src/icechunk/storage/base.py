@@ -15,6 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from icechunk.exceptions import InvalidInputError
 from icechunk.storage.settings import StorageSettings
@@ -125,6 +126,39 @@ class Storage(ABC):
         network backends return a configured copy for the same location.
         """
         return self
+
+    @classmethod
+    def new_in_memory(cls) -> Storage:
+        """An empty in-memory storage (same as ``ic.in_memory_storage()``)."""
+        from icechunk.storage.memory import InMemoryStorage
+
+        return InMemoryStorage()
+
+    @classmethod
+    def new_local_filesystem(cls, path: str) -> Storage:
+        """A local directory (same as ``ic.local_filesystem_storage(path)``)."""
+        from icechunk.storage import local_filesystem_storage
+
+        return local_filesystem_storage(path)
+
+    def list_objects(
+        self, settings: Any = None, prefix: str | None = None
+    ) -> list[tuple[str, int]]:
+        """(key, size) of every object, optionally under ``prefix``."""
+        return [
+            (info.key, info.size_bytes) for info in self.list_objects_metadata(settings, prefix)
+        ]
+
+    def list_objects_metadata(
+        self, settings: Any = None, prefix: str | None = None
+    ) -> list[ObjectInfo]:
+        """Every object (key, size, last modified), optionally under ``prefix``."""
+        from icechunk._sync import run
+
+        async def collect() -> list[ObjectInfo]:
+            return [info async for info in self.list(prefix or "")]
+
+        return sorted(run(collect()), key=lambda info: info.key)
 
     async def list_keys(self, prefix: str = "") -> list[str]:
         """Keys of every object under ``prefix``, sorted."""

@@ -8,8 +8,9 @@ VENV        := .venv
 VENV_PY     := $(VENV)/bin/python
 STAMP       := $(VENV)/.installed
 PYTEST_ARGS ?=
+BENCH_ARGS  ?=
 
-.PHONY: help venv demo test test-fast lint compat clean
+.PHONY: help venv demo test test-fast lint compat bench bench-quick clean
 
 help:
 	@echo "make venv       create .venv (Python >= 3.12) and install -e .[test]"
@@ -18,6 +19,8 @@ help:
 	@echo "make test-fast  skip the slow suites (-m 'not slow')"
 	@echo "make lint       ruff check src tests"
 	@echo "make compat     regenerate docs/compatibility.md (official API vs ours)"
+	@echo "make bench      benchmarks vs the official package (extra args: BENCH_ARGS='...')"
+	@echo "make bench-quick  the same with small sizes, one repeat (a smoke run)"
 	@echo "make clean      remove .venv and caches"
 
 venv: $(STAMP)
@@ -50,6 +53,14 @@ lint: $(STAMP)
 # the entries of docs/compatibility_status.json for names that have landed since.
 compat: $(STAMP)
 	$(VENV_PY) tools/compat_report.py --prune
+
+# Side by side with the official icechunk 2.3.0 (its own venv, .cache/bench-official/, built
+# on first use) and plain zarr; prints the table, writes benchmarks/results.json.
+bench: $(STAMP)
+	$(VENV_PY) benchmarks/run.py $(BENCH_ARGS)
+
+bench-quick: $(STAMP)
+	$(VENV_PY) benchmarks/run.py --quick --repeats 1 --json .cache/bench-quick.json $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .ruff_cache .hypothesis .cache

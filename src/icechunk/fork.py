@@ -29,6 +29,8 @@ _REVERTED: Any = "reverted"  # a metadata edit undone: back to the snapshot's ve
 class ForkSession(Session):
     """A writable session that can be pickled to workers and merged back; it cannot commit."""
 
+    _digests = True
+
     def __init__(
         self,
         repo: Repository,

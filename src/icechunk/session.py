@@ -101,6 +101,8 @@ class Node:
 class Session:
     """A view of one snapshot; writable sessions collect changes and commit them."""
 
+    _digests = False  # hash native chunks as they are written (ForkSession turns it on)
+
     def __init__(
         self,
         repo: Repository,
@@ -491,8 +493,9 @@ class Session:
             payload: ChunkPayload = InlineChunk(bytes(data))
         else:
             chunk_id = new_id12()
-            await self._repo.storage.put(keys.chunk_key(chunk_id), bytes(data))
-            digest = hashlib.blake2b(data, digest_size=16).digest()
+            await self._repo.storage.put(keys.chunk_key(chunk_id), data)
+            # Only forks need digests: merges use them to recognise identical uploads.
+            digest = hashlib.blake2b(data, digest_size=16).digest() if self._digests else None
             payload = NativeChunk(chunk_id, 0, len(data), digest)
         self._check_writable()  # a commit may have finished while we uploaded
         self._changes.chunks.setdefault(node.id, {})[coords] = payload

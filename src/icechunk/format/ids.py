@@ -25,13 +25,19 @@ ID8_TEXT_LEN = 13
 INITIAL_SNAPSHOT_ID = "1CECHNKREP0F1RSTCMT0"
 
 
+_PAIRS = [ALPHABET[i >> 5] + ALPHABET[i & 31] for i in range(1024)]
+
+
 def encode_base32(raw: bytes) -> str:
     """Crockford base32 of ``raw`` (upper case, no padding, zero bits appended)."""
     bits = len(raw) * 8
     pad = (-bits) % 5
     value = int.from_bytes(raw, "big") << pad
     count = (bits + pad) // 5
-    return "".join(ALPHABET[(value >> (5 * (count - 1 - i))) & 31] for i in range(count))
+    # two characters (10 bits) per step: ids are encoded on every metadata read
+    head = ALPHABET[value >> (5 * (count - 1))] if count % 2 else ""
+    pairs = count // 2
+    return head + "".join(_PAIRS[(value >> (10 * (pairs - 1 - i))) & 1023] for i in range(pairs))
 
 
 def decode_base32(text: str, size: int) -> bytes:

@@ -968,11 +968,16 @@ class Session:
             else:
                 refs[coords] = payload
         grid = meta.grid
-        by_cell: dict[tuple[int, ...], list[tuple[ChunkCoords, ChunkPayload]]] = {}
-        for coords in sorted(refs):
-            if any(c >= g for c, g in zip(coords, grid)):
-                continue
-            by_cell.setdefault(cell_of(coords), []).append((coords, refs[coords]))
+        ordered = sorted(refs.items())
+        if resized or grid_changed:  # otherwise every ref is inside the grid already
+            ordered = [(c, p) for c, p in ordered if all(x < g for x, g in zip(c, grid))]
+        by_cell: dict[tuple[int, ...], list[tuple[ChunkCoords, ChunkPayload]]]
+        if sizes:
+            by_cell = {}
+            for coords, payload in ordered:
+                by_cell.setdefault(cell_of(coords), []).append((coords, payload))
+        else:
+            by_cell = {(): ordered} if ordered else {}
 
         out = list(keep)
         for cell, cell_refs in sorted(by_cell.items()):

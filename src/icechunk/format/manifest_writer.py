@@ -10,6 +10,7 @@ flatbuffers verifier requires.
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Sequence
 
@@ -24,6 +25,11 @@ _VT_NATIVE = struct.pack("<7H", 14, 40, 4, 0, 16, 8, 24)  # index, -, offset, le
 
 _NATIVE_TABLE = struct.Struct("<iIQQ12s4x")  # soffset, index uoffset, length, offset, id
 _INLINE_TABLE = struct.Struct("<iII")  # soffset, index uoffset, inline uoffset
+
+
+@functools.cache
+def _index_struct(ndim: int) -> struct.Struct:
+    return struct.Struct(f"<I{ndim}I")
 
 
 def _pad8(n: int) -> int:
@@ -129,7 +135,7 @@ def _array_block(
     inline_table = _INLINE_TABLE.pack
     for (coords, payload), start in zip(refs, positions, strict=True):
         ndim = len(coords)
-        index = struct.pack(f"<I{ndim}I", ndim, *coords)
+        index = _index_struct(ndim).pack(ndim, *coords)
         data = getattr(payload, "data", None)
         if data is None:
             sites.append((start, vt["native"]))

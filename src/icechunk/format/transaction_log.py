@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass, field
 
@@ -135,6 +136,11 @@ _VT_UPDATED = struct.pack("<4H", 8, 16, 8, 4)  # node_id, chunks
 _VT_INDICES = struct.pack("<3Hxx", 6, 8, 4)  # coords
 
 
+@functools.cache
+def _indices_struct(ndim: int) -> struct.Struct:
+    return struct.Struct(f"<iII{ndim}I")
+
+
 def _encode_without_moves(log: TransactionLog) -> bytes:
     """Front-to-back layout of a transaction log (fast for many chunk coordinates).
 
@@ -178,5 +184,5 @@ def _encode_without_moves(log: TransactionLog) -> bytes:
             site = chunk_vector + 4 + 4 * j
             entry = len(out)
             pack_entry(out, site, entry - site)
-            out += struct.pack(f"<iII{len(c)}I", entry - vt_indices, 4, len(c), *c)
+            out += _indices_struct(len(c)).pack(entry - vt_indices, 4, len(c), *c)
     return bytes(out)

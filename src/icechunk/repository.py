@@ -487,14 +487,23 @@ class Repository(RepositoryAdmin):
             )
         return info, version
 
+    async def _read_repo_info_for_update(self) -> tuple[bytes, Version, RepoInfo]:
+        data, version = await self._storage.get_with_version(keys.REPO_INFO_KEY)
+        return data, version, decode_repo_info(data)
+
     async def _update_repo_info(
-        self, mutate: Callable[[RepoInfo], Update], *, allow_offline: bool = False
+        self,
+        mutate: Callable[[RepoInfo], Update],
+        *,
+        allow_offline: bool = False,
+        current: tuple[bytes, Version, RepoInfo] | None = None,
     ) -> RepoInfo:
         """Apply ``mutate`` to the latest repo info and swap it in atomically.
 
         ``mutate`` changes the info in place and returns the ops-log entry to add
         (its time is filled in here). It runs again on a fresh copy whenever
         another writer changed the file first, so it must only depend on its input.
+        ``current`` is a just-read (bytes, version, decoded info) to start from.
         """
         if self._spec_version != LATEST_SPEC_VERSION:
             raise UnsupportedSpecVersionError(
@@ -503,8 +512,10 @@ class Repository(RepositoryAdmin):
                 "ic.upgrade_icechunk_repository(repo, dry_run=False)"
             )
         for attempt in range(_MAX_REPO_UPDATE_TRIES):
-            data, version = await self._storage.get_with_version(keys.REPO_INFO_KEY)
-            info = decode_repo_info(data)
+            if current is not None:
+                (data, version, info), current = current, None
+            else:
+                data, version, info = await self._read_repo_info_for_update()
             if info.spec_version > LATEST_SPEC_VERSION:
                 raise UnsupportedSpecVersionError(
                     f"repository spec version {info.spec_version} is newer than this library "

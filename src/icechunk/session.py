@@ -595,8 +595,12 @@ class Session:
         parent = self._snapshot.id
         branch = self._branch
         assert branch is not None
-        # Cheap check first, so a stale session does not write objects it cannot use.
-        tip = await self._branch_tip()
+        # Cheap check first, so a stale session does not write objects it cannot use;
+        # the file read here is also where the swap below starts from.
+        current = await self._repo._read_repo_info_for_update()
+        tip = current[2].branches.get(branch)
+        if tip is None:
+            raise BranchNotFoundError(f"branch {branch!r} no longer exists")
         if tip != parent:
             raise ConflictError(expected_parent=parent, actual_parent=tip)
         metadata = {**self._repo.default_commit_metadata(), **metadata}
@@ -630,18 +634,11 @@ class Session:
             )
 
         try:
-            await self._repo._update_repo_info(mutate)
+            await self._repo._update_repo_info(mutate, current=current)
         except _AlreadyCommitted:
             pass
         self._finish(new_snapshot)
         return new_snapshot.id
-
-    async def _branch_tip(self) -> str:
-        info = await self._repo._repo_info()
-        tip = info.branches.get(self._branch or "")
-        if tip is None:
-            raise BranchNotFoundError(f"branch {self._branch!r} no longer exists")
-        return tip
 
     def flush(self, message: str, *, metadata: dict[str, Any] | None = None) -> str:
         """Save the changes as a new snapshot without moving any branch.

@@ -22,8 +22,6 @@ What is checked afterwards (:func:`check_outcome`):
 from __future__ import annotations
 
 import itertools
-import multiprocessing
-import queue as queue_module
 import threading
 import traceback
 from collections.abc import Callable
@@ -91,21 +89,6 @@ def commit_loop(
         else:
             landed.append((snapshot_id, attempt, value))
     return {"worker": worker, "landed": landed, "conflicts": conflicts, "errors": errors}
-
-
-def process_worker(worker: int, repo_path: str, n_commits: int, barrier: Any, results: Any) -> None:
-    """Entry point of a spawned writer process: report the outcome on ``results``."""
-    try:
-        repo = ic.Repository.open(ic.local_filesystem_storage(repo_path))
-        outcome = commit_loop(repo, worker, n_commits, barrier)
-    except BaseException:
-        outcome = {
-            "worker": worker,
-            "landed": [],
-            "conflicts": 0,
-            "errors": [(-1, traceback.format_exc())],
-        }
-    results.put(outcome)
 
 
 def check_outcome(
@@ -187,39 +170,13 @@ def assert_state(
 
 def test_concurrent_commits_processes(tmp_path: Path) -> None:
     """4 spawned processes x 10 commits each to ``main`` of a local-filesystem repo."""
+    from storage_servers import run_commit_processes
+
     n_workers, n_commits = 4, 10
-    repo_path = str(tmp_path / "repo")
-    setup_repository(ic.local_filesystem_storage(repo_path), n_workers, n_commits)
-
-    ctx = multiprocessing.get_context("spawn")
-    barrier = ctx.Barrier(n_workers)
-    results = ctx.Queue()
-    processes = [
-        ctx.Process(
-            target=process_worker,
-            args=(k, repo_path, n_commits, barrier, results),
-            name=f"icechunk-writer-{k}",
-        )
-        for k in range(n_workers)
-    ]
-    for p in processes:
-        p.start()
-    outcomes: list[dict[str, Any]] = []
-    try:
-        for _ in range(n_workers):
-            outcomes.append(results.get(timeout=JOIN_TIMEOUT))
-    except queue_module.Empty:
-        pytest.fail(f"only {len(outcomes)} of {n_workers} writer processes reported back")
-    finally:
-        for p in processes:
-            p.join(timeout=10)
-            if p.is_alive():
-                p.terminate()
-                p.join()
-    assert all(p.exitcode == 0 for p in processes), [p.exitcode for p in processes]
-
-    repo = ic.Repository.open(ic.local_filesystem_storage(repo_path))
-    check_outcome(repo, outcomes, n_workers, n_commits)
+    storage = ic.local_filesystem_storage(tmp_path / "repo")
+    setup_repository(storage, n_workers, n_commits)
+    outcomes = run_commit_processes(storage, n_workers, n_commits)
+    check_outcome(ic.Repository.open(storage), outcomes, n_workers, n_commits)
 
 
 # -------------------------------------------------------------------------- threads

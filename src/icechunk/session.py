@@ -360,7 +360,7 @@ class Session:
             target = tuple(c + o for c, o in zip(coords, offset))
             if node.meta.in_bounds(target):
                 moved[target] = payload
-        self._replace_chunks(node, refs, moved, clear_vacated=True)
+        self._replace_chunks(node, refs, moved)
 
     def reindex_array(
         self,
@@ -398,7 +398,7 @@ class Session:
                 source = backward(list(coords))
                 if source is None or tuple(source) not in refs:
                     cleared.add(coords)
-        self._replace_chunks(node, {c: refs[c] for c in cleared}, moved, clear_vacated=True)
+        self._replace_chunks(node, {c: refs[c] for c in cleared}, moved)
 
     def _require_array(self, array_path: str) -> Node:
         self._check_data_writable()
@@ -420,14 +420,12 @@ class Session:
         node: Node,
         vacate: dict[ChunkCoords, ChunkPayload],
         moved: dict[ChunkCoords, ChunkPayload],
-        *,
-        clear_vacated: bool,
     ) -> None:
+        """Put ``moved`` in place and clear the ``vacate`` positions nothing moved into."""
         chunks = self._changes.chunks.setdefault(node.id, {})
-        if clear_vacated:
-            for coords in vacate:
-                if coords not in moved:
-                    chunks[coords] = None
+        for coords in vacate:
+            if coords not in moved:
+                chunks[coords] = None
         chunks.update(moved)
 
     # ------------------------------------------------------------------

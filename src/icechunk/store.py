@@ -22,6 +22,7 @@ from zarr.core.buffer import Buffer, BufferPrototype
 
 from icechunk.exceptions import InvalidInputError, ReadOnlyError
 from icechunk.format.manifest import ChunkCoords
+from icechunk.objects import resolve_range
 from icechunk.storage.base import ByteRange
 
 if TYPE_CHECKING:
@@ -198,8 +199,6 @@ class IcechunkStore(Store):
                 return None
             data = node.user_data
             if byte_range is not None:
-                from icechunk.objects import resolve_range
-
                 start, end = resolve_range(len(data), byte_range)
                 data = data[start:end]
             return data

@@ -220,10 +220,6 @@ def scalar_vector(builder: flatbuffers.Builder, values: Sequence[int], kind: str
     return builder.EndVector()
 
 
-def byte_vector(builder: flatbuffers.Builder, data: bytes) -> int:
-    return builder.CreateByteVector(data)
-
-
 def add_struct(builder: flatbuffers.Builder, slot: int, data: bytes, align: int = 1) -> None:
     """Store an inline struct (raw bytes) in table slot ``slot``."""
     builder.Prep(align, len(data))

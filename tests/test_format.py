@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,16 @@ from icechunk.format.ids import (
     normalize_id12,
 )
 from icechunk.format.manifest import decode_manifest, encode_manifest
-from icechunk.format.repo_info import decode_repo_info, encode_repo_info
+from icechunk.format.repo_info import (
+    Availability,
+    RepoInfo,
+    RepoStatus,
+    SnapshotEntry,
+    Update,
+    UpdateKind,
+    decode_repo_info,
+    encode_repo_info,
+)
 from icechunk.format.snapshot import decode_snapshot, encode_snapshot
 from icechunk.format.transaction_log import decode_transaction_log, encode_transaction_log
 from icechunk.format.values import decode_flexbuffer, decode_msgpack, encode_flexbuffer
@@ -159,3 +169,56 @@ def test_a_file_under_the_wrong_name_is_rejected() -> None:
         )
     with pytest.raises(CorruptObjectError):
         decode_manifest(path.read_bytes(), path.name)  # a snapshot is not a manifest
+
+
+def _rich_repo_info() -> RepoInfo:
+    first = SnapshotEntry("M" * 19 + "0", None, 1, "first", {})
+    second = SnapshotEntry("Q" * 19 + "0", first.id, 2, "second ✓", {"who": "me", "n": [1, 2]})
+    pruned = SnapshotEntry("T" * 19 + "0", second.id, 3, "", {}, [first.id])
+    return RepoInfo(
+        branches={"main": pruned.id, "dev": second.id},
+        tags={"v1": first.id},
+        deleted_tags={"old", "older"},
+        snapshots={e.id: e for e in (first, second, pruned)},
+        latest_updates=[
+            Update(UpdateKind.NEW_COMMIT, 30, {"branch": "main", "new_snap_id": pruned.id}),
+            Update(
+                UpdateKind.REPO_STATUS_CHANGED,
+                20,
+                {"status": RepoStatus(Availability.READ_ONLY, 5, "moving")},
+                "repo.backup.1",
+            ),
+            Update(
+                UpdateKind.FEATURE_FLAG_CHANGED,
+                10,
+                {"id": 3, "new_value": True, "is_set": False},
+                "repo.backup.0",
+            ),
+        ],
+        status=RepoStatus(Availability.ONLINE, 7, None),
+        metadata={"project": "demo"},
+        repo_before_updates="repo.backup.older",
+        config=b"inline_chunk_threshold_bytes: 12\n",
+        enabled_feature_flags=[2, 1],
+        disabled_feature_flags=[4],
+    )
+
+
+def test_repo_info_encoder_keeps_every_field() -> None:
+    info = _rich_repo_info()
+    first = decode_repo_info(encode_repo_info(info))
+    assert first == replace(info, enabled_feature_flags=[1, 2])
+    # encoded again from its cached pieces: still the same
+    assert decode_repo_info(encode_repo_info(first)) == first
+
+
+def test_repo_info_encoder_moves_parents_when_snapshots_sort_before_them() -> None:
+    info = _rich_repo_info()
+    encode_repo_info(info)  # the entries are now cached with their parents' positions
+    early = SnapshotEntry("0" * 20, None, 0, "sorts first", {})
+    info.snapshots[early.id] = early
+    info.tags["early"] = early.id
+    again = decode_repo_info(encode_repo_info(info))
+    assert again.snapshots == info.snapshots
+    assert again.tags["early"] == early.id
+    assert again.snapshots["T" * 19 + "0"].parent_id == "Q" * 19 + "0"

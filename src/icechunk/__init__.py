@@ -212,3 +212,56 @@ __all__ += [
     "s3_storage",
     "tigris_storage",
 ]
+
+# Maintenance: snapshot expiration, garbage collection, storage statistics.
+from icechunk.exceptions import InvalidTypeError, ReadOnlyStorageError  # noqa: E402
+from icechunk.gc import GCSummary  # noqa: E402
+from icechunk.storage_stats import ChunkStorageStats  # noqa: E402
+
+__all__ += ["ChunkStorageStats", "GCSummary", "InvalidTypeError", "ReadOnlyStorageError"]
+
+# Virtual chunks: references to byte ranges of objects outside the repository.
+from icechunk import credentials  # noqa: E402
+from icechunk.config import ManifestVirtualChunkLocationCompressionConfig  # noqa: E402
+from icechunk.exceptions import (  # noqa: E402
+    InvalidCredentialsError,
+    InvalidVirtualRefError,
+    NoVirtualChunkContainerError,
+    UnauthorizedVirtualChunkContainerError,
+    VirtualChunkFetchError,
+    VirtualChunkModifiedError,
+)
+from icechunk.virtual import VirtualChunkContainer, VirtualChunkSpec  # noqa: E402
+from icechunk.virtual_store_config import (  # noqa: E402
+    AnyCredential,
+    AnyObjectStoreConfig,
+    Credentials,
+    ObjectStoreConfig,
+    containers_credentials,
+    gcs_store,
+    http_store,
+    local_filesystem_store,
+    s3_store,
+)
+
+__all__ += [
+    "AnyCredential",
+    "AnyObjectStoreConfig",
+    "Credentials",
+    "InvalidCredentialsError",
+    "InvalidVirtualRefError",
+    "ManifestVirtualChunkLocationCompressionConfig",
+    "NoVirtualChunkContainerError",
+    "ObjectStoreConfig",
+    "UnauthorizedVirtualChunkContainerError",
+    "VirtualChunkContainer",
+    "VirtualChunkFetchError",
+    "VirtualChunkModifiedError",
+    "VirtualChunkSpec",
+    "containers_credentials",
+    "credentials",
+    "gcs_store",
+    "http_store",
+    "local_filesystem_store",
+    "s3_store",
+]

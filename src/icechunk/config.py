@@ -277,10 +277,67 @@ class CompressionConfig:
 
 
 @dataclass
+class ManifestVirtualChunkLocationCompressionConfig:
+    """zstd-dictionary compression of virtual chunk locations in manifests.
+
+    A manifest with at least ``min_num_chunks`` references, of which at least
+    ``min_num_chunks`` are virtual, stores its locations compressed with a
+    dictionary (at most ``dictionary_max_size_bytes``) trained on up to
+    ``dictionary_max_training_samples`` of them. None means the default
+    (1000, 100, 2048, level 3).
+    """
+
+    min_num_chunks: int | None = None
+    dictionary_max_training_samples: int | None = field(default=None, kw_only=True)
+    dictionary_max_size_bytes: int | None = field(default=None, kw_only=True)
+    compression_level: int | None = field(default=None, kw_only=True)
+
+    def __post_init__(self) -> None:
+        for name in (
+            "min_num_chunks",
+            "dictionary_max_training_samples",
+            "dictionary_max_size_bytes",
+            "compression_level",
+        ):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise InvalidInputError(f"{name} must be an int or None, got {value!r}")
+            limit = {"dictionary_max_size_bytes": 2**32 - 1, "compression_level": 2**31 - 1}.get(
+                name, 2**16 - 1
+            )
+            low = -(2**31) if name == "compression_level" else 0
+            if value is not None and not low <= value <= limit:
+                raise InvalidInputError(f"{name} must be in [{low}, {limit}], got {value}")
+
+    def to_serde(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_serde(cls, value: Any) -> ManifestVirtualChunkLocationCompressionConfig | None:
+        if not isinstance(value, dict):
+            return None
+        return cls(
+            value.get("min_num_chunks"),
+            dictionary_max_training_samples=value.get("dictionary_max_training_samples"),
+            dictionary_max_size_bytes=value.get("dictionary_max_size_bytes"),
+            compression_level=value.get("compression_level"),
+        )
+
+    def merge(
+        self, other: ManifestVirtualChunkLocationCompressionConfig
+    ) -> ManifestVirtualChunkLocationCompressionConfig:
+        values = {
+            k: (getattr(other, k) if getattr(other, k) is not None else v)
+            for k, v in dataclasses.asdict(self).items()
+        }
+        return ManifestVirtualChunkLocationCompressionConfig(**values)
+
+
+@dataclass
 class ManifestConfig:
     preload: Any = None
     splitting: ManifestSplittingConfig | None = None
-    virtual_chunk_location_compression: Any = None
+    virtual_chunk_location_compression: ManifestVirtualChunkLocationCompressionConfig | None = None
     max_concurrent_manifest_fetches_during_commit: int | None = None
 
     @classmethod
@@ -298,7 +355,7 @@ class RepositoryConfig:
     max_concurrent_requests: int | None = None
     caching: Any = None
     storage: Any = None
-    virtual_chunk_containers: Any = None
+    virtual_chunk_containers: dict[str, Any] | None = None
     manifest: ManifestConfig | None = None
     repo_update_retries: Any = None
     num_updates_per_repo_info_file: int | None = None
@@ -325,6 +382,40 @@ class RepositoryConfig:
     @property
     def splitting(self) -> ManifestSplittingConfig | None:
         return self.manifest.splitting if self.manifest is not None else None
+
+    @property
+    def location_compression(self) -> ManifestVirtualChunkLocationCompressionConfig:
+        """The effective virtual-location compression settings of new manifests."""
+        configured = (
+            self.manifest.virtual_chunk_location_compression if self.manifest is not None else None
+        )
+        return configured or ManifestVirtualChunkLocationCompressionConfig()
+
+    # -- virtual chunk containers ----------------------------------------
+    def set_virtual_chunk_container(self, cont: Any) -> None:
+        """Add (or replace) a virtual chunk container, keyed by its url_prefix.
+
+        A named container replaces any other container of the same name.
+        """
+        from icechunk.virtual import VirtualChunkContainer
+
+        if not isinstance(cont, VirtualChunkContainer):
+            raise InvalidInputError(
+                f"expected an ic.VirtualChunkContainer, got {type(cont).__name__}"
+            )
+        containers = dict(self.virtual_chunk_containers or {})
+        if cont.name is not None:
+            containers = {k: v for k, v in containers.items() if v.name != cont.name}
+        containers[cont.url_prefix] = cont
+        self.virtual_chunk_containers = containers
+
+    def get_virtual_chunk_container(self, name: str) -> Any:
+        """The container registered under url prefix ``name``, or None."""
+        return (self.virtual_chunk_containers or {}).get(name)
+
+    def clear_virtual_chunk_containers(self) -> None:
+        """Remove every virtual chunk container (the config then stores an empty map)."""
+        self.virtual_chunk_containers = {}
 
     @property
     def effective_num_updates_per_repo_info_file(self) -> int:
@@ -372,12 +463,22 @@ class RepositoryConfig:
             manifest["splitting"] = (
                 self.manifest.splitting.to_serde() if self.manifest.splitting else None
             )
+            vlc = self.manifest.virtual_chunk_location_compression
+            manifest["virtual_chunk_location_compression"] = (
+                vlc.to_serde() if vlc is not None else None
+            )
             out["manifest"] = manifest
         else:
             out.setdefault("manifest", None)
         if self.storage is not None and hasattr(self.storage, "to_dict"):
             out["storage"] = self.storage.to_dict()
-        for k in ("caching", "storage", "virtual_chunk_containers"):
+        if self.virtual_chunk_containers is not None:
+            out["virtual_chunk_containers"] = {
+                prefix: cont.to_serde() for prefix, cont in self.virtual_chunk_containers.items()
+            }
+        else:
+            out["virtual_chunk_containers"] = None
+        for k in ("caching", "storage"):
             v = getattr(self, k)
             if k == "storage" and hasattr(v, "to_dict"):
                 continue
@@ -412,8 +513,10 @@ class RepositoryConfig:
         if isinstance(manifest, dict):
             splitting = manifest.get("splitting")
             cfg.manifest = ManifestConfig(
-                virtual_chunk_location_compression=manifest.get(
-                    "virtual_chunk_location_compression"
+                virtual_chunk_location_compression=(
+                    ManifestVirtualChunkLocationCompressionConfig.from_serde(
+                        manifest.get("virtual_chunk_location_compression")
+                    )
                 ),
                 max_concurrent_manifest_fetches_during_commit=manifest.get(
                     "max_concurrent_manifest_fetches_during_commit"
@@ -423,7 +526,14 @@ class RepositoryConfig:
             )
         cfg.caching = value.get("caching")
         cfg.storage = value.get("storage")
-        cfg.virtual_chunk_containers = value.get("virtual_chunk_containers")
+        containers = value.get("virtual_chunk_containers")
+        if isinstance(containers, dict):
+            from icechunk.virtual import VirtualChunkContainer
+
+            cfg.virtual_chunk_containers = {
+                str(prefix): VirtualChunkContainer.from_serde(cont)
+                for prefix, cont in containers.items()
+            }
         cfg._other = {k: v for k, v in value.items() if k not in _KNOWN_KEYS}
         return cfg
 
@@ -451,6 +561,10 @@ def __getattr__(name: str) -> object:
         from icechunk.ops import FeatureFlag
 
         return FeatureFlag
+    if name == "ObjectStoreConfig":  # as official: the virtual chunk containers' stores
+        from icechunk.virtual_store_config import ObjectStoreConfig
+
+        return ObjectStoreConfig
     raise AttributeError(name)
 
 
@@ -466,6 +580,8 @@ __all__ = [
     "ManifestSplitCondition",
     "ManifestSplitDimCondition",
     "ManifestSplittingConfig",
+    "ManifestVirtualChunkLocationCompressionConfig",
+    "ObjectStoreConfig",  # noqa: F822 - provided by the module __getattr__ (import cycle)
     "RepositoryConfig",
     "initialize_logs",
     "set_logs_filter",

@@ -301,3 +301,65 @@ class InternalError(IcechunkError):
     """A bug in this library: please report it."""
 
     kind = ErrorKind.UNKNOWN
+
+
+class InvalidTypeError(InvalidInputError, TypeError):
+    """An argument has the wrong type (e.g. a naive datetime where an aware one is needed).
+
+    Also a :class:`TypeError`, which is what the official package raises for these.
+    """
+
+
+class ReadOnlyStorageError(ReadOnlyError):
+    """The storage cannot be written (e.g. HTTP storage): maintenance needs write access."""
+
+    kind = ErrorKind.READ_ONLY_STORAGE
+
+
+class GCDeletesFailingError(StorageError):
+    """Garbage collection gave up: too many delete requests failed in a row."""
+
+    kind = ErrorKind.GC_DELETES_FAILING
+
+
+# -- virtual chunk references ---------------------------------------------------------------
+
+
+class InvalidVirtualRefError(InvalidInputError):
+    """A virtual chunk reference (location, offset, length, checksum) is malformed."""
+
+    kind = ErrorKind.INVALID_VIRTUAL_REF
+
+
+class NoVirtualChunkContainerError(InvalidInputError):
+    """No virtual chunk container of the repository config matches a virtual location."""
+
+    kind = ErrorKind.NO_CONTAINER_FOR_VIRTUAL_CHUNK
+
+
+class UnauthorizedVirtualChunkContainerError(InvalidInputError):
+    """A virtual chunk container exists but was not authorised when opening the repository.
+
+    Pass ``authorize_virtual_chunk_access={url_prefix: credentials}`` to
+    ``Repository.open`` (or ``create``/``open_or_create``/``reopen``).
+    """
+
+    kind = ErrorKind.UNAUTHORIZED_VIRTUAL_CHUNK_CONTAINER
+
+
+class InvalidCredentialsError(InvalidInputError):
+    """Credentials given for a virtual chunk container do not suit its store."""
+
+    kind = ErrorKind.INVALID_CREDENTIALS
+
+
+class VirtualChunkFetchError(StorageError):
+    """The bytes of a virtual chunk could not be read (missing object, short read, I/O)."""
+
+    kind = ErrorKind.VIRTUAL_CHUNK_FETCH
+
+
+class VirtualChunkModifiedError(StorageError):
+    """The object a virtual chunk points into changed after the reference was written."""
+
+    kind = ErrorKind.VIRTUAL_CHUNK_MODIFIED

@@ -8,7 +8,7 @@ from typing import Any
 from icechunk import keys
 from icechunk.exceptions import (
     CorruptObjectError,
-    IcechunkError,
+    NoVirtualChunkContainerError,
     ObjectNotFoundError,
     SnapshotNotFoundError,
 )
@@ -50,6 +50,8 @@ class RepoObjects:
         self._snapshots = _LRU(64)
         self._manifests = _LRU(256)
         self._tx_logs = _LRU(64)
+        #: reads virtual chunks (a VirtualChunkResolver, set by the Repository)
+        self.virtual: Any = None
 
     async def snapshot(self, snapshot_id: str) -> Snapshot:
         snap = self._snapshots.get(snapshot_id)
@@ -124,10 +126,13 @@ class RepoObjects:
                     f"{end - start} bytes, got {len(data)}"
                 )
             return data
-        raise IcechunkError(
-            f"chunk refers to virtual location {payload.location!r}; reading virtual chunks "
-            "is not supported by this version of the library yet"
-        )
+        if self.virtual is None:
+            raise NoVirtualChunkContainerError(
+                f"chunk refers to virtual location {payload.location!r}, but no virtual chunk "
+                "containers are configured"
+            )
+        start, end = resolve_range(payload.length, byte_range)
+        return await self.virtual.fetch(payload, start, end)
 
 
 def resolve_range(length: int, byte_range: ByteRange | None) -> tuple[int, int]:

@@ -161,3 +161,9 @@ KNOWN_FEATURE_FLAGS: dict[int, tuple[str, bool]] = {
     4: ("create_tag", True),
     5: ("delete_tag", True),
 }
+
+
+# The official package exports the garbage collection summary from this module too.
+from icechunk.gc import GCSummary  # noqa: E402
+
+__all__ = ["FeatureFlag", "GCSummary", "RepoAvailability", "RepoStatus", "Update", "UpdateType"]

@@ -7,7 +7,7 @@ import os
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -34,12 +34,14 @@ from icechunk.exceptions import (
 )
 from icechunk.format.header import LATEST_SPEC_VERSION
 from icechunk.format.ids import INITIAL_SNAPSHOT_ID, encode_base32, normalize_id12
+from icechunk.format.manifest import LocationCompression
 from icechunk.format.repo_info import (
     Availability,
     RepoInfo,
     SnapshotEntry,
     Update,
     UpdateKind,
+    copy_repo_info,
     decode_repo_info,
     encode_repo_info,
 )
@@ -48,6 +50,7 @@ from icechunk.format.transaction_log import TransactionLog, encode_transaction_l
 from icechunk.graph import AncestryGraph
 from icechunk.objects import RepoObjects
 from icechunk.repository_admin import RepositoryAdmin, flag_enabled
+from icechunk.repository_maintenance import RepositoryMaintenance
 from icechunk.storage.base import Storage, Version
 from icechunk.versions import SpecVersion
 
@@ -162,7 +165,7 @@ def diff_from_logs(logs: list[TransactionLog], old: Snapshot, new: Snapshot) -> 
     return diff
 
 
-class Repository(RepositoryAdmin):
+class Repository(RepositoryAdmin, RepositoryMaintenance):
     """An icechunk repository on some storage.
 
     Create one with :meth:`create`, :meth:`open` or :meth:`open_or_create`.
@@ -185,7 +188,9 @@ class Repository(RepositoryAdmin):
         self._config = config
         self._spec_version = spec_version
         self._objects = RepoObjects(storage)
+        self._repo_info_cache: tuple[bytes, RepoInfo] | None = None
         self._default_commit_metadata: dict[str, Any] = {}
+        self._set_virtual_access(None)
 
     def __repr__(self) -> str:
         return f"<icechunk.Repository at {self._storage.describe()}>"
@@ -201,6 +206,7 @@ class Repository(RepositoryAdmin):
             "config": self._config,
             "spec_version": self._spec_version,
             "default_commit_metadata": self._default_commit_metadata,
+            "virtual_access": self._virtual_access,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -208,7 +214,9 @@ class Repository(RepositoryAdmin):
         self._config = state["config"]
         self._spec_version = state["spec_version"]
         self._objects = RepoObjects(self._storage)
+        self._repo_info_cache = None
         self._default_commit_metadata = state.get("default_commit_metadata", {})
+        self._set_virtual_access(state.get("virtual_access"), warn=False)
 
     # ------------------------------------------------------------------
     # creation and opening
@@ -299,7 +307,9 @@ class Repository(RepositoryAdmin):
             raise RepositoryExistsError(
                 f"a repository already exists at {storage.describe()}; use Repository.open"
             ) from None
-        return cls(storage, effective, LATEST_SPEC_VERSION, _token=_PRIVATE)
+        repo = cls(storage, effective, LATEST_SPEC_VERSION, _token=_PRIVATE)
+        repo._set_virtual_access(authorize_virtual_chunk_access)
+        return repo
 
     @classmethod
     def open(
@@ -331,7 +341,9 @@ class Repository(RepositoryAdmin):
         persisted = await _fetch_config(storage, spec)
         effective = RepositoryConfig.default().merge(persisted).merge(config)
         storage = _with_storage_settings(storage, effective)
-        return cls(storage, effective, spec, _token=_PRIVATE)
+        repo = cls(storage, effective, spec, _token=_PRIVATE)
+        repo._set_virtual_access(authorize_virtual_chunk_access)
+        return repo
 
     @classmethod
     def open_or_create(
@@ -362,11 +374,15 @@ class Repository(RepositoryAdmin):
         if await _detect_spec_version(storage) is None:
             try:
                 return await cls.create_async(
-                    storage, config, spec_version=create_version, check_clean_root=False
+                    storage,
+                    config,
+                    authorize_virtual_chunk_access,
+                    spec_version=create_version,
+                    check_clean_root=False,
                 )
             except RepositoryExistsError:
                 pass  # someone else created it at the same moment
-        return await cls.open_async(storage, config)
+        return await cls.open_async(storage, config, authorize_virtual_chunk_access)
 
     @staticmethod
     def exists(storage: Storage, storage_settings: Any = None) -> bool:
@@ -424,6 +440,29 @@ class Repository(RepositoryAdmin):
     def spec_version(self) -> SpecVersion:
         return SpecVersion(self._spec_version)
 
+    # -- virtual chunks ----------------------------------------------------
+
+    def _set_virtual_access(
+        self, authorize: Mapping[str, Any] | None, *, warn: bool = True
+    ) -> None:
+        """Authorise virtual chunk containers (url_prefix -> credentials or None)."""
+        from icechunk.virtual import resolver_for, warn_none_credentials
+
+        if warn:
+            warn_none_credentials(authorize)
+        resolver = resolver_for(self._config, authorize)
+        self._virtual_access = dict(authorize or {})
+        self._objects.virtual = resolver
+
+    @property
+    def authorized_virtual_container_prefixes(self) -> set[str]:
+        """The url prefixes of the virtual chunk containers this repository may read."""
+        return set(self._virtual_access)
+
+    def _location_compression(self) -> LocationCompression:
+        """How new manifests compress virtual chunk locations (from the config)."""
+        return LocationCompression.from_config(self._config.location_compression)
+
     def save_config(self) -> None:
         """Persist this repository's configuration in the repository."""
         run(self.save_config_async())
@@ -452,6 +491,10 @@ class Repository(RepositoryAdmin):
             _token=_PRIVATE,
         )
         repo._default_commit_metadata = dict(self._default_commit_metadata)
+        if authorize_virtual_chunk_access is None:
+            repo._set_virtual_access(self._virtual_access, warn=False)
+        else:
+            repo._set_virtual_access(authorize_virtual_chunk_access)
         return repo
 
     async def reopen_async(
@@ -479,7 +522,7 @@ class Repository(RepositoryAdmin):
             raise RepositoryNotFoundError(
                 f"the repo info file of {self._storage.describe()} has disappeared"
             ) from None
-        info = decode_repo_info(data)
+        info = self._decode_repo_info(data)
         if info.spec_version > LATEST_SPEC_VERSION:
             raise UnsupportedSpecVersionError(
                 f"repository spec version {info.spec_version} is newer than this library "
@@ -489,7 +532,18 @@ class Repository(RepositoryAdmin):
 
     async def _read_repo_info_for_update(self) -> tuple[bytes, Version, RepoInfo]:
         data, version = await self._storage.get_with_version(keys.REPO_INFO_KEY)
-        return data, version, decode_repo_info(data)
+        return data, version, self._decode_repo_info(data)
+
+    def _decode_repo_info(self, data: bytes) -> RepoInfo:
+        """Decode the repo file, or copy the last decoding when the bytes are unchanged.
+
+        A session and its commit read the file again and again, and it lists every
+        snapshot: decoding it is most of a small commit's cost otherwise.
+        """
+        cached = self._repo_info_cache
+        if cached is None or cached[0] != data:
+            cached = self._repo_info_cache = (data, decode_repo_info(data))
+        return copy_repo_info(cached[1])
 
     async def _update_repo_info(
         self,
@@ -540,6 +594,7 @@ class Repository(RepositoryAdmin):
             )
             try:
                 await self._storage.put_if_version(keys.REPO_INFO_KEY, new_data, version)
+                self._repo_info_cache = (new_data, copy_repo_info(info))
                 return info
             except PreconditionFailedError:
                 await self._storage.delete([keys.backup_key(backup)])

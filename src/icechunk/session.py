@@ -35,8 +35,6 @@ from icechunk.format.manifest import (
     Manifest,
     NativeChunk,
     decode_manifest,
-    encode_manifest,
-    extents_of,
 )
 from icechunk.format.repo_info import RepoInfo, SnapshotEntry, Update, UpdateKind
 from icechunk.format.snapshot import (
@@ -54,6 +52,7 @@ from icechunk.format.transaction_log import (
     TransactionLog,
     encode_transaction_log,
 )
+from icechunk.manifest_plan import encode_group, group_refs
 from icechunk.repository import Diff, diff_from_logs, now_us
 from icechunk.storage.base import ByteRange
 from icechunk.zarr_meta import ArrayMeta, parse_array_meta, parse_node_type
@@ -102,6 +101,7 @@ class Session:
     """A view of one snapshot; writable sessions collect changes and commit them."""
 
     _digests = False  # hash native chunks as they are written (ForkSession turns it on)
+    _rewrite_manifests = False  # rewrite every manifest on flush (Repository.rewrite_manifests)
 
     def __init__(
         self,
@@ -498,6 +498,25 @@ class Session:
         self._check_writable()  # a commit may have finished while we uploaded
         self._changes.chunks.setdefault(node.id, {})[coords] = payload
 
+    def set_chunk_ref(self, node: Node, coords: ChunkCoords, payload: ChunkPayload) -> None:
+        """Record an already-built reference (a virtual one) for one chunk."""
+        self._check_data_writable()
+        if not node.meta.in_bounds(coords):
+            raise InvalidInputError(
+                f"chunk {list(coords)} is outside the chunk grid {list(node.meta.grid)} "
+                f"of array {node.path}"
+            )
+        self._changes.chunks.setdefault(node.id, {})[coords] = payload
+
+    def all_virtual_chunk_locations(self) -> list[str]:
+        """The locations of every virtual chunk this session sees (one per chunk)."""
+        return run(self.all_virtual_chunk_locations_async())
+
+    async def all_virtual_chunk_locations_async(self) -> list[str]:
+        from icechunk.virtual import session_virtual_locations
+
+        return await session_virtual_locations(self)
+
     def delete_chunk(self, node: Node, coords: ChunkCoords) -> None:
         self._check_data_writable()
         if node.meta.in_bounds(coords):
@@ -880,16 +899,8 @@ class Session:
                 ),
             )
 
-        semaphore = asyncio.Semaphore(_MAX_CONCURRENT_WRITES)
-
-        async def write(key: str, data: bytes) -> None:
-            async with semaphore:
-                await storage.put(key, data)
-
-        await asyncio.gather(*(write(keys.manifest_key(i), d) for i, d, _ in new_files))
         for manifest_id, data, count in new_files:
             known_files[manifest_id] = ManifestFileInfo(manifest_id, len(data), count)
-            objects.remember_manifest(decode_manifest(data, manifest_id))
         used = {ref.manifest_id for n in nodes.values() if n.array for ref in n.array.manifests}
         snapshot = Snapshot(
             id=snapshot_id,
@@ -900,12 +911,26 @@ class Session:
             manifest_files=[known_files[i] for i in sorted(used)],
         )
         log = self._transaction_log(snapshot_id)
-        await storage.put(
-            keys.transaction_key(snapshot_id), encode_transaction_log(log, compression_level=level)
+        files = [(keys.manifest_key(i), data) for i, data, _ in new_files]
+        files.append(
+            (
+                keys.transaction_key(snapshot_id),
+                encode_transaction_log(log, compression_level=level),
+            )
         )
-        await storage.put(
-            keys.snapshot_key(snapshot_id), encode_snapshot(snapshot, compression_level=level)
+        files.append(
+            (keys.snapshot_key(snapshot_id), encode_snapshot(snapshot, compression_level=level))
         )
+        # All at once: nothing refers to the new snapshot until the repo file is swapped.
+        semaphore = asyncio.Semaphore(_MAX_CONCURRENT_WRITES)
+
+        async def write(key: str, data: bytes) -> None:
+            async with semaphore:
+                await storage.put(key, data)
+
+        await asyncio.gather(*(write(key, data) for key, data in files))
+        for manifest_id, data, _ in new_files:
+            objects.remember_manifest(decode_manifest(data, manifest_id))
         return snapshot
 
     async def _array_manifests(
@@ -927,6 +952,7 @@ class Session:
         grid_changed = node.base is not None and (
             parse_array_meta(node.base.user_data).grid != meta.grid
         )
+        grid_changed = grid_changed or self._rewrite_manifests
         if not changes and not resized and not grid_changed:
             return list(old_refs)
 
@@ -938,7 +964,7 @@ class Session:
         def cell_of(coords: ChunkCoords) -> tuple[int, ...]:
             return tuple(c // s for c, s in zip(coords, sizes)) if sizes else ()
 
-        changed_cells = {cell_of(c) for c in changes}
+        changed_cells = {cell_of(c) for c in changes} if sizes and old_refs else set()
         keep: list[ManifestRef] = []
         refs: dict[ChunkCoords, ChunkPayload] = {}
         for ref in old_refs:
@@ -957,34 +983,31 @@ class Session:
                 # chunks cut off by a shrink earlier in this session stay gone
                 if not self._min_grid_excludes(node, coords):
                     refs[coords] = payload
-        for coords, payload in changes.items():
-            if payload is None:
-                refs.pop(coords, None)
-            else:
-                refs[coords] = payload
-        grid = meta.grid
-        ordered = sorted(refs.items())
-        if resized or grid_changed:  # otherwise every ref is inside the grid already
-            ordered = [(c, p) for c, p in ordered if all(x < g for x, g in zip(c, grid))]
-        by_cell: dict[tuple[int, ...], list[tuple[ChunkCoords, ChunkPayload]]]
-        if sizes:
-            by_cell = {}
-            for coords, payload in ordered:
-                by_cell.setdefault(cell_of(coords), []).append((coords, payload))
+        if refs:
+            refs.update(changes)  # deletions stay in as None; group_refs drops them
         else:
-            by_cell = {(): ordered} if ordered else {}
-
+            refs = changes
+        grid = meta.grid
+        groups = group_refs(
+            refs,
+            meta.ndim,
+            # only a resize can leave references outside the grid
+            grid=grid if resized or grid_changed else None,
+            split_sizes=sizes,
+        )
         out = list(keep)
-        for cell, cell_refs in sorted(by_cell.items()):
+        for group in groups:
             manifest_id = new_id12()
-            data = encode_manifest(manifest_id, [(node.id, cell_refs)], compression_level=level)
-            new_files.append((manifest_id, data, len(cell_refs)))
+            data = encode_group(
+                manifest_id, node.id, group, level, self._repo._location_compression()
+            )
+            new_files.append((manifest_id, data, len(group)))
+            extents = group.extents
             if sizes:
                 extents = tuple(
-                    (k * s, min((k + 1) * s, g)) for k, s, g in zip(cell, sizes, grid, strict=True)
+                    (k * s, min((k + 1) * s, g))
+                    for k, s, g in zip(group.cell, sizes, grid, strict=True)
                 )
-            else:
-                extents = extents_of((c for c, _ in cell_refs), meta.ndim)
             out.append(ManifestRef(manifest_id, extents))
         return out
 
@@ -1003,7 +1026,7 @@ class Session:
         live = {n.id for n in self.iter_nodes()}
         for node_id, chunks in self._changes.chunks.items():
             if chunks and node_id in live:
-                log.updated_chunks[node_id] = set(chunks)
+                log.updated_chunks[node_id] = chunks.keys()
         return log
 
     def _preview_snapshot(self) -> Snapshot:

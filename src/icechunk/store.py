@@ -8,7 +8,9 @@ array's own chunk key encoding).
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator, Iterable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from zarr.abc.store import (
@@ -20,10 +22,17 @@ from zarr.abc.store import (
 )
 from zarr.core.buffer import Buffer, BufferPrototype
 
+from icechunk._sync import run
 from icechunk.exceptions import InvalidInputError, ReadOnlyError
-from icechunk.format.manifest import ChunkCoords
+from icechunk.format.manifest import ChunkCoords, VirtualChunk
 from icechunk.objects import resolve_range
 from icechunk.storage.base import ByteRange
+from icechunk.virtual import (
+    VirtualChunkResolver,
+    VirtualChunkSpec,
+    make_virtual_chunk,
+    spec_to_chunk,
+)
 
 if TYPE_CHECKING:
     from icechunk.session import Node, Session
@@ -246,6 +255,192 @@ class IcechunkStore(Store):
                 "existing arrays only"
             )
         await self._session.set_chunk(*resolved, data)
+
+    # ------------------------------------------------------------------
+    # virtual references
+
+    def set_virtual_ref(
+        self,
+        key: str,
+        location: str,
+        *,
+        offset: int,
+        length: int,
+        checksum: str | datetime | None = None,
+        validate_container: bool = True,
+    ) -> None:
+        """Point chunk ``key`` (e.g. ``"array/c/0/0"``) at bytes of the object at ``location``.
+
+        ``checksum`` (an ETag or a last-modified datetime) makes reads fail once the
+        object changes; ``validate_container`` rejects locations that no virtual
+        chunk container of the repository config serves.
+        """
+        run(
+            self.set_virtual_ref_async(
+                key,
+                location,
+                offset=offset,
+                length=length,
+                checksum=checksum,
+                validate_container=validate_container,
+            )
+        )
+
+    async def set_virtual_ref_async(
+        self,
+        key: str,
+        location: str,
+        *,
+        offset: int,
+        length: int,
+        checksum: str | datetime | None = None,
+        validate_container: bool = True,
+    ) -> None:
+        """Async :meth:`set_virtual_ref`."""
+        self._check_writable()
+        chunk = make_virtual_chunk(location, offset, length, checksum)
+        if validate_container:
+            self._resolver().validate_location(chunk.location)
+        resolved = self._resolve_chunk(key)
+        if resolved is None:
+            raise InvalidInputError(
+                f"cannot set a virtual reference at {key!r}: it is not a chunk key of an "
+                "existing array"
+            )
+        self._session.set_chunk_ref(*resolved, chunk)
+
+    def set_virtual_refs(
+        self,
+        array_path: str,
+        chunks: list[VirtualChunkSpec],
+        *,
+        validate_containers: bool = True,
+    ) -> list[tuple[int, ...]] | None:
+        """Set many virtual references of one array.
+
+        With ``validate_containers``, references whose location no container serves
+        are skipped and their chunk indices returned; None when all were set.
+        """
+        return run(
+            self.set_virtual_refs_async(array_path, chunks, validate_containers=validate_containers)
+        )
+
+    async def set_virtual_refs_async(
+        self,
+        array_path: str,
+        chunks: list[VirtualChunkSpec],
+        *,
+        validate_containers: bool = True,
+    ) -> list[tuple[int, ...]] | None:
+        """Async :meth:`set_virtual_refs`."""
+        self._check_writable()
+        node = self._array_node(array_path)
+        refs = [(tuple(spec.index), spec_to_chunk(spec)) for spec in chunks]
+        return self._record_refs(node, refs, validate_containers)
+
+    def set_virtual_refs_arr(
+        self,
+        array_path: str,
+        chunk_grid_shape: tuple[int, ...],
+        locations: list[str],
+        offsets: Any,
+        lengths: Any,
+        *,
+        validate_containers: bool = True,
+        arr_offset: tuple[int, ...] | None = None,
+        checksum: datetime | str | None = None,
+    ) -> list[tuple[int, ...]] | None:
+        """Set virtual references from flat (C-order) lists over a chunk grid.
+
+        Empty locations are skipped; ``arr_offset`` shifts every chunk index.
+        """
+        return run(
+            self.set_virtual_refs_arr_async(
+                array_path,
+                chunk_grid_shape,
+                locations,
+                offsets,
+                lengths,
+                validate_containers=validate_containers,
+                arr_offset=arr_offset,
+                checksum=checksum,
+            )
+        )
+
+    async def set_virtual_refs_arr_async(
+        self,
+        array_path: str,
+        chunk_grid_shape: tuple[int, ...],
+        locations: list[str],
+        offsets: Any,
+        lengths: Any,
+        *,
+        validate_containers: bool = True,
+        arr_offset: tuple[int, ...] | None = None,
+        checksum: datetime | str | None = None,
+    ) -> list[tuple[int, ...]] | None:
+        """Async :meth:`set_virtual_refs_arr`."""
+        self._check_writable()
+        node = self._array_node(array_path)
+        shape = tuple(int(s) for s in chunk_grid_shape)
+        shift = tuple(int(s) for s in arr_offset) if arr_offset is not None else (0,) * len(shape)
+        offs, lens = list(offsets), list(lengths)
+        total = math.prod(shape)
+        if not len(locations) == len(offs) == len(lens) == total or len(shift) != len(shape):
+            raise InvalidInputError(
+                f"set_virtual_refs_arr: {len(locations)} locations, {len(offs)} offsets and "
+                f"{len(lens)} lengths for a chunk grid of shape {list(shape)} ({total} chunks)"
+            )
+        refs = []
+        for flat, location in enumerate(locations):
+            if not location:
+                continue
+            index = []
+            rest = flat
+            for dim in reversed(shape):
+                rest, i = divmod(rest, dim)
+                index.append(i)
+            coords = tuple(i + s for i, s in zip(reversed(index), shift, strict=True))
+            chunk = make_virtual_chunk(location, int(offs[flat]), int(lens[flat]), checksum)
+            refs.append((coords, chunk))
+        return self._record_refs(node, refs, validate_containers)
+
+    def _resolver(self) -> VirtualChunkResolver:
+        resolver = self._session.repository._objects.virtual  # noqa: SLF001
+        if resolver is None:  # pragma: no cover - repositories always set one
+            return VirtualChunkResolver([])
+        return resolver  # type: ignore[no-any-return]
+
+    def _array_node(self, array_path: str) -> Node:
+        node = self._session.get_node(_node_path(array_path))
+        if node is None:
+            raise InvalidInputError(f"no array at {array_path!r}")
+        if not node.is_array:
+            raise InvalidInputError(f"{node.path} is a group, not an array")
+        return node
+
+    def _record_refs(
+        self,
+        node: Node,
+        refs: list[tuple[ChunkCoords, VirtualChunk]],
+        validate: bool,
+    ) -> list[tuple[int, ...]] | None:
+        resolver = self._resolver() if validate else None
+        failed: list[tuple[int, ...]] = []
+        accepted = []
+        for coords, chunk in refs:
+            if resolver is not None and resolver.matching_container(chunk.location) is None:
+                failed.append(coords)
+                continue
+            if not node.meta.in_bounds(coords):
+                raise InvalidInputError(
+                    f"chunk {list(coords)} is outside the chunk grid {list(node.meta.grid)} "
+                    f"of array {node.path}"
+                )
+            accepted.append((coords, chunk))
+        for coords, chunk in accepted:
+            self._session.set_chunk_ref(node, coords, chunk)
+        return failed or None
 
     async def set_if_not_exists(self, key: str, value: Buffer) -> None:
         if not await self.exists(key):

@@ -7,8 +7,9 @@ a million references costs one decompression, not a million Python objects.
 
 from __future__ import annotations
 
+import random
 import struct
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import zstandard
@@ -171,37 +172,125 @@ def decode_manifest(data: bytes, expected_id: str) -> Manifest:
     return manifest
 
 
+@dataclass(frozen=True, slots=True)
+class LocationCompression:
+    """How virtual locations are compressed (the official defaults; see FORMAT.md)."""
+
+    min_num_chunks: int = 1000
+    max_training_samples: int = 100
+    max_dict_size: int = 2048
+    level: int = 3
+
+    @classmethod
+    def from_config(cls, config: object | None) -> LocationCompression:
+        """From a ``ManifestVirtualChunkLocationCompressionConfig`` (None fields: defaults)."""
+        d = cls()
+        if config is None:
+            return d
+
+        def value(name: str, default: int) -> int:
+            v = getattr(config, name, None)
+            return default if v is None else int(v)
+
+        return cls(
+            value("min_num_chunks", d.min_num_chunks),
+            value("dictionary_max_training_samples", d.max_training_samples),
+            value("dictionary_max_size_bytes", d.max_dict_size),
+            value("compression_level", d.level),
+        )
+
+
+DEFAULT_LOCATION_COMPRESSION = LocationCompression()
+
+
+def train_location_dictionary(
+    num_refs: int, locations: Sequence[str], config: LocationCompression
+) -> bytes | None:
+    """A zstd dictionary for ``locations`` (the virtual refs of a manifest), or None.
+
+    As the official writer: only when the manifest has at least ``min_num_chunks``
+    refs and as many virtual ones; trained once on a uniform sample of at most
+    ``max_training_samples`` locations; skipped when half the samples are shorter
+    than 8 bytes. A failed training means "no compression", not a failed commit.
+    """
+    if num_refs < config.min_num_chunks or len(locations) < config.min_num_chunks:
+        return None
+    if not locations or config.max_training_samples <= 0 or config.max_dict_size <= 0:
+        return None
+    if len(locations) > config.max_training_samples:
+        sample = random.sample(locations, config.max_training_samples)
+    else:
+        sample = list(locations)
+    samples = [loc.encode("utf-8") for loc in sample]
+    if sum(1 for s in samples if len(s) < 8) >= len(samples) // 2:
+        return None
+    total = sum(map(len, samples))
+    if 0 < total < config.max_dict_size:  # zstd wants at least a dictionary's worth
+        samples = samples * (config.max_dict_size // total + 2)
+    try:
+        return zstandard.train_dictionary(config.max_dict_size, samples).as_bytes()
+    except zstandard.ZstdError:
+        return None
+
+
 def encode_manifest(
     manifest_id: str,
     arrays: Iterable[tuple[str, Sequence[tuple[ChunkCoords, ChunkPayload]]]],
     *,
     compression_level: int = 3,
+    location_compression: LocationCompression | None = DEFAULT_LOCATION_COMPRESSION,
 ) -> bytes:
-    """Encode a manifest. ``arrays`` holds (node id, refs sorted by coords) pairs."""
+    """Encode a manifest. ``arrays`` holds (node id, refs sorted by coords) pairs.
+
+    Manifests with virtual references compress their locations with a trained zstd
+    dictionary when ``location_compression`` allows it (None: never compress).
+    """
     ordered = sorted(arrays, key=lambda a: a[0])
-    if not any(isinstance(p, VirtualChunk) for _, refs in ordered for _, p in refs):
+    locations = [p.location for _, refs in ordered for _, p in refs if type(p) is VirtualChunk]
+    if not locations:
         payload = encode_manifest_payload(manifest_id, ordered)
         return encode_file(FileType.MANIFEST, payload, level=compression_level)
+    dictionary = None
+    if location_compression is not None:
+        num_refs = sum(len(refs) for _, refs in ordered)
+        dictionary = train_location_dictionary(num_refs, locations, location_compression)
+    compress = None
+    if dictionary is not None:
+        assert location_compression is not None
+        compress = zstandard.ZstdCompressor(
+            level=location_compression.level,
+            dict_data=zstandard.ZstdCompressionDict(dictionary),
+        ).compress
     b = fb.new_builder(1 << 16)
     array_offs = []
     for node_id, refs in ordered:
-        ref_offs = [_encode_ref(b, coords, payload) for coords, payload in refs]
+        ref_offs = [_encode_ref(b, coords, payload, compress) for coords, payload in refs]
         refs_vec = fb.offset_vector(b, ref_offs)
         b.StartObject(3)
         fb.add_struct(b, 0, id8_to_bytes(node_id))
         b.PrependUOffsetTRelativeSlot(1, refs_vec, 0)
         array_offs.append(b.EndObject())
     arrays_vec = fb.offset_vector(b, array_offs)
+    dict_vec = b.CreateByteVector(dictionary) if dictionary is not None else None
     b.StartObject(5)
     fb.add_struct(b, 0, id12_to_bytes(manifest_id))
     b.PrependUOffsetTRelativeSlot(1, arrays_vec, 0)
-    b.PrependUint8(0)  # compression_algorithm = none, written explicitly (default is 1)
-    b.Slot(3)
+    if dict_vec is not None:
+        # compression_algorithm = zstd dictionary (1) is the default: left absent
+        b.PrependUOffsetTRelativeSlot(2, dict_vec, 0)
+    else:
+        b.PrependUint8(0)  # compression_algorithm = none, written explicitly (default is 1)
+        b.Slot(3)
     root = b.EndObject()
     return encode_file(FileType.MANIFEST, fb.finish(b, root), level=compression_level)
 
 
-def _encode_ref(b: object, coords: ChunkCoords, payload: ChunkPayload) -> int:
+def _encode_ref(
+    b: object,
+    coords: ChunkCoords,
+    payload: ChunkPayload,
+    compress: Callable[[bytes], bytes] | None = None,
+) -> int:
     index = fb.scalar_vector(b, coords, "u32")
     if isinstance(payload, InlineChunk):
         data = b.CreateByteVector(payload.data)
@@ -216,13 +305,18 @@ def _encode_ref(b: object, coords: ChunkCoords, payload: ChunkPayload) -> int:
         b.PrependUint64Slot(3, payload.length, 0)
         fb.add_struct(b, 4, id12_to_bytes(payload.chunk_id))
         return b.EndObject()
-    location = b.CreateString(payload.location)
+    if compress is not None:
+        location = b.CreateByteVector(compress(payload.location.encode("utf-8")))
+        location_slot = 8
+    else:
+        location = b.CreateString(payload.location)
+        location_slot = 5
     etag = b.CreateString(payload.etag) if payload.etag is not None else None
     b.StartObject(10)
     b.PrependUOffsetTRelativeSlot(0, index, 0)
     b.PrependUint64Slot(2, payload.offset, 0)
     b.PrependUint64Slot(3, payload.length, 0)
-    b.PrependUOffsetTRelativeSlot(5, location, 0)
+    b.PrependUOffsetTRelativeSlot(location_slot, location, 0)
     if etag is not None:
         b.PrependUOffsetTRelativeSlot(6, etag, 0)
     if payload.last_modified:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from icechunk.exceptions import CorruptObjectError
+from icechunk.format import fbwriter as fbw
 from icechunk.format import flatbuf as fb
 from icechunk.format.header import FileType, decode_file, encode_file
 from icechunk.format.ids import encode_base32, id12_to_bytes
@@ -107,6 +108,33 @@ _UPDATE_FIELDS: dict[UpdateKind, tuple[tuple[str, str], ...]] = {
     UpdateKind.FEATURE_FLAG_CHANGED: (("id", "u16"), ("new_value", "bool"), ("is_set", "bool")),
     UpdateKind.REPO_STATUS_CHANGED: (("status", "status"),),
 }
+
+
+def copy_repo_info(info: RepoInfo) -> RepoInfo:
+    """A copy of ``info`` that can be changed without touching the original.
+
+    Snapshot entries and statuses are shared: they are replaced, never changed in place.
+    """
+    return RepoInfo(
+        branches=dict(info.branches),
+        tags=dict(info.tags),
+        deleted_tags=set(info.deleted_tags),
+        snapshots=dict(info.snapshots),
+        latest_updates=[
+            Update(u.kind, u.updated_at, dict(u.fields), u.backup_path) for u in info.latest_updates
+        ],
+        status=info.status,
+        metadata=dict(info.metadata),
+        repo_before_updates=info.repo_before_updates,
+        config=info.config,
+        enabled_feature_flags=_copy_list(info.enabled_feature_flags),
+        disabled_feature_flags=_copy_list(info.disabled_feature_flags),
+        spec_version=info.spec_version,
+    )
+
+
+def _copy_list(values: list[int] | None) -> list[int] | None:
+    return None if values is None else list(values)
 
 
 # ---------------------------------------------------------------------------
@@ -228,146 +256,159 @@ def _decode_update(t: fb.Table) -> Update:
 # encode
 
 
+_KIND_CODES = {"str": "off", "status": "off", "id12": "12s", "bool": "B", "u8": "B", "u16": "H"}
+_UPDATE_BODY: dict[UpdateKind, fbw.Spec] = {
+    kind: tuple((i, _KIND_CODES[k]) for i, (_, k) in enumerate(layout))
+    for kind, layout in _UPDATE_FIELDS.items()
+}
+_SNAPSHOT: fbw.Spec = ((0, "12s"), (1, "i"), (2, "Q"), (3, "off"), (4, "off"))
+_SNAPSHOT_PRUNED: fbw.Spec = (*_SNAPSHOT, (5, "off"))
+_METADATA_ITEM: fbw.Spec = ((0, "off"), (1, "off"))
+_REF: fbw.Spec = ((0, "off"), (1, "I"))
+_STATUS: fbw.Spec = ((0, "B"), (1, "Q"))
+_STATUS_REASON: fbw.Spec = (*_STATUS, (2, "off"))
+_UPDATE: fbw.Spec = ((0, "B"), (1, "off"), (2, "Q"))
+_UPDATE_BACKUP: fbw.Spec = (*_UPDATE, (3, "off"))
+_ROOT_REQUIRED: fbw.Spec = ((0, "B"), *((slot, "off") for slot in range(1, 8)))
+
+
 def encode_repo_info(info: RepoInfo, *, compression_level: int = 3) -> bytes:
-    b = fb.new_builder(4096)
+    """The ``repo`` file for ``info`` (snapshots sorted by id, refs by name)."""
+    w = fbw.FlatWriter()
     order = sorted(info.snapshots)
     index = {sid: i for i, sid in enumerate(order)}
+    enabled = sorted(info.enabled_feature_flags or ())
+    disabled = sorted(info.disabled_feature_flags or ())
+    present = [
+        slot
+        for slot, wanted in (
+            (8, info.repo_before_updates is not None),
+            (9, info.config is not None),
+            (10, bool(enabled)),
+            (11, bool(disabled)),
+        )
+        if wanted
+    ]
+    spec = _ROOT_REQUIRED + tuple((slot, "off") for slot in present)
+    links = w.table(spec, (info.spec_version, *[0] * (len(spec) - 1)))
+    tags_at, branches_at, deleted_at, snaps_at, status_at, meta_at, updates_at = links[:7]
 
-    def metadata_vector(metadata: dict[str, Any]) -> int:
-        items = []
-        for name, value in encode_metadata_items(metadata):
-            n = b.CreateString(name)
-            v = b.CreateByteVector(value)
-            b.StartObject(2)
-            b.PrependUOffsetTRelativeSlot(0, n, 0)
-            b.PrependUOffsetTRelativeSlot(1, v, 0)
-            items.append(b.EndObject())
-        return fb.offset_vector(b, items)
-
-    def status_table(status: RepoStatus) -> int:
-        reason = b.CreateString(status.reason) if status.reason is not None else None
-        b.StartObject(3)
-        b.PrependUint8Slot(0, int(status.availability), 0)
-        b.PrependUint64Slot(1, status.set_at, 0)
-        if reason is not None:
-            b.PrependUOffsetTRelativeSlot(2, reason, 0)
-        return b.EndObject()
-
-    def ref_vector(refs: dict[str, str]) -> int:
-        offs = []
-        for name in sorted(refs, key=lambda s: s.encode()):
-            n = b.CreateString(name)
-            b.StartObject(2)
-            b.PrependUOffsetTRelativeSlot(0, n, 0)
-            b.PrependUint32Slot(1, index[refs[name]], 0)
-            offs.append(b.EndObject())
-        return fb.offset_vector(b, offs)
-
-    snap_offs = []
-    for sid in order:
-        e = info.snapshots[sid]
-        msg = b.CreateString(e.message)
-        meta = metadata_vector(e.metadata)
-        pruned = None
-        if e.pruned_ancestor_tx_logs:
-            pruned = fb.struct_vector(
-                b, [id12_to_bytes(x) for x in e.pruned_ancestor_tx_logs], 12, 1
-            )
-        b.StartObject(6)
-        fb.add_struct(b, 0, id12_to_bytes(sid))
-        parent = -1 if e.parent_id is None else index[e.parent_id]
-        if parent == -1:
-            b.PrependInt32(parent)
-            b.Slot(1)
+    _write_refs(w, info.tags, index, tags_at)
+    _write_refs(w, info.branches, index, branches_at)
+    w.strings(sorted(info.deleted_tags, key=str.encode), deleted_at)
+    for sid, at in zip(order, w.offset_vector(len(order), snaps_at), strict=True):
+        _write_snapshot(w, info.snapshots[sid], index, at)
+    _write_status(w, info.status, status_at)
+    _write_metadata(w, info.metadata, meta_at)
+    for update, at in zip(
+        info.latest_updates, w.offset_vector(len(info.latest_updates), updates_at), strict=True
+    ):
+        _write_update(w, update, at)
+    for slot, at in zip(present, links[7:], strict=True):
+        if slot == 8:
+            w.string(info.repo_before_updates or "", at)
+        elif slot == 9:
+            w.bytes_vector(info.config or b"", at)
         else:
-            b.PrependInt32Slot(1, parent, 0)
-        b.PrependUint64Slot(2, e.flushed_at, 0)
-        b.PrependUOffsetTRelativeSlot(3, msg, 0)
-        b.PrependUOffsetTRelativeSlot(4, meta, 0)
-        if pruned is not None:
-            b.PrependUOffsetTRelativeSlot(5, pruned, 0)
-        snap_offs.append(b.EndObject())
-    snapshots = fb.offset_vector(b, snap_offs)
-
-    tags = ref_vector(info.tags)
-    branches = ref_vector(info.branches)
-    deleted = fb.offset_vector(
-        b, [b.CreateString(t) for t in sorted(info.deleted_tags, key=lambda s: s.encode())]
-    )
-    status = status_table(info.status)
-    metadata = metadata_vector(info.metadata)
-    updates = fb.offset_vector(b, [_encode_update(b, u) for u in info.latest_updates])
-    before = (
-        b.CreateString(info.repo_before_updates) if info.repo_before_updates is not None else None
-    )
-    config = b.CreateByteVector(info.config) if info.config is not None else None
-    enabled = (
-        fb.scalar_vector(b, sorted(info.enabled_feature_flags), "u16")
-        if info.enabled_feature_flags
-        else None
-    )
-    disabled = (
-        fb.scalar_vector(b, sorted(info.disabled_feature_flags), "u16")
-        if info.disabled_feature_flags
-        else None
-    )
-
-    b.StartObject(13)
-    b.PrependUint8Slot(0, info.spec_version, 0)
-    b.PrependUOffsetTRelativeSlot(1, tags, 0)
-    b.PrependUOffsetTRelativeSlot(2, branches, 0)
-    b.PrependUOffsetTRelativeSlot(3, deleted, 0)
-    b.PrependUOffsetTRelativeSlot(4, snapshots, 0)
-    b.PrependUOffsetTRelativeSlot(5, status, 0)
-    b.PrependUOffsetTRelativeSlot(6, metadata, 0)
-    b.PrependUOffsetTRelativeSlot(7, updates, 0)
-    if before is not None:
-        b.PrependUOffsetTRelativeSlot(8, before, 0)
-    if config is not None:
-        b.PrependUOffsetTRelativeSlot(9, config, 0)
-    if enabled is not None:
-        b.PrependUOffsetTRelativeSlot(10, enabled, 0)
-    if disabled is not None:
-        b.PrependUOffsetTRelativeSlot(11, disabled, 0)
-    root = b.EndObject()
-    return encode_file(FileType.REPO_INFO, fb.finish(b, root), level=compression_level)
+            w.scalar_vector("H", enabled if slot == 10 else disabled, at)
+    return encode_file(FileType.REPO_INFO, w.finish(), level=compression_level)
 
 
-def _encode_update(b: Any, u: Update) -> int:
+def _write_refs(w: fbw.FlatWriter, refs: dict[str, str], index: dict[str, int], at: int) -> None:
+    names = sorted(refs, key=str.encode)
+    for name, slot in zip(names, w.offset_vector(len(names), at), strict=True):
+        (name_at,) = w.table(_REF, (0, index[refs[name]]), slot)
+        w.string(name, name_at)
+
+
+def _write_snapshot(
+    w: fbw.FlatWriter, entry: SnapshotEntry, index: dict[str, int], at: int
+) -> None:
+    block, table_at, parent_at = _snapshot_block(entry)
+    start = w.embed(block, table_at, at)
+    parent = -1 if entry.parent_id is None else index[entry.parent_id]
+    struct.pack_into("<i", w.buf, start + parent_at, parent)
+
+
+# Snapshot entries never change, but their parent's position in the sorted list does: each
+# entry is encoded once as a detached block, and the parent index is patched in per file.
+_BLOCKS: dict[str, tuple[SnapshotEntry, bytes, int, int]] = {}
+_MAX_BLOCKS = 200_000
+
+
+def _snapshot_block(entry: SnapshotEntry) -> tuple[bytes, int, int]:
+    cached = _BLOCKS.get(entry.id)
+    if cached is not None and cached[0] is entry:
+        return cached[1:]
+    sub = fbw.FlatWriter(root=False)
+    pruned = entry.pruned_ancestor_tx_logs
+    spec = _SNAPSHOT_PRUNED if pruned else _SNAPSHOT
+    links = sub.table(spec, (id12_to_bytes(entry.id), 0, entry.flushed_at, 0, 0, 0))
+    sub.string(entry.message, links[0])
+    _write_metadata(sub, entry.metadata, links[1])
+    if pruned:
+        sub.struct_vector([id12_to_bytes(x) for x in pruned], links[2])
+    if len(_BLOCKS) >= _MAX_BLOCKS:
+        _BLOCKS.clear()
+    block, table_at = sub.detached()
+    result = (block, table_at, table_at + fbw.field_offset(spec, 1))
+    _BLOCKS[entry.id] = (entry, *result)
+    return result
+
+
+def _write_metadata(w: fbw.FlatWriter, metadata: dict[str, Any], at: int) -> None:
+    items = encode_metadata_items(metadata) if metadata else []
+    for (name, value), slot in zip(items, w.offset_vector(len(items), at), strict=True):
+        name_at, value_at = w.table(_METADATA_ITEM, (0, 0), slot)
+        w.string(name, name_at)
+        w.bytes_vector(value, value_at)
+
+
+def _write_status(w: fbw.FlatWriter, status: RepoStatus, at: int) -> None:
+    values = (int(status.availability), status.set_at, 0)
+    if status.reason is None:
+        w.table(_STATUS, values, at)
+    else:
+        (reason_at,) = w.table(_STATUS_REASON, values, at)
+        w.string(status.reason, reason_at)
+
+
+def _write_update(w: fbw.FlatWriter, u: Update, at: int) -> None:
+    if u.kind == UpdateKind.REPO_STATUS_CHANGED:  # holds a status: not hashable, and rare
+        _write_update_tables(w, u, at)
+        return
+    key = (u.kind, u.updated_at, u.backup_path, *u.fields.items())
+    cached = _UPDATE_BLOCKS.get(key)
+    if cached is None:
+        sub = fbw.FlatWriter(root=False)
+        _write_update_tables(sub, u, None)
+        if len(_UPDATE_BLOCKS) >= _MAX_BLOCKS:
+            _UPDATE_BLOCKS.clear()
+        cached = _UPDATE_BLOCKS[key] = sub.detached()
+    w.embed(cached[0], cached[1], at)
+
+
+# Ops-log entries are copied with every repo file but rarely change: cached by content.
+_UPDATE_BLOCKS: dict[tuple[Any, ...], tuple[bytes, int]] = {}
+
+
+def _write_update_tables(w: fbw.FlatWriter, u: Update, at: int | None) -> None:
+    values = (int(u.kind), 0, u.updated_at, 0)
+    links = w.table(_UPDATE if u.backup_path is None else _UPDATE_BACKUP, values, at)
     layout = _UPDATE_FIELDS[u.kind]
-    # strings and sub-tables first: they cannot be created inside a table
-    offsets: dict[str, int] = {}
+    body_values = []
+    for name, kind_of in layout:
+        value = u.fields[name]
+        if kind_of == "id12":
+            value = id12_to_bytes(value)
+        elif kind_of in ("str", "status"):
+            value = 0
+        body_values.append(int(value) if kind_of in ("bool", "u8", "u16") else value)
+    body_links = iter(w.table(_UPDATE_BODY[u.kind], body_values, links[0]))
     for name, kind_of in layout:
         if kind_of == "str":
-            offsets[name] = b.CreateString(u.fields[name])
+            w.string(u.fields[name], next(body_links))
         elif kind_of == "status":
-            st: RepoStatus = u.fields[name]
-            reason = b.CreateString(st.reason) if st.reason is not None else None
-            b.StartObject(3)
-            b.PrependUint8Slot(0, int(st.availability), 0)
-            b.PrependUint64Slot(1, st.set_at, 0)
-            if reason is not None:
-                b.PrependUOffsetTRelativeSlot(2, reason, 0)
-            offsets[name] = b.EndObject()
-    b.StartObject(max(len(layout), 1))
-    for i, (name, kind_of) in enumerate(layout):
-        value = u.fields[name]
-        if kind_of in ("str", "status"):
-            b.PrependUOffsetTRelativeSlot(i, offsets[name], 0)
-        elif kind_of == "id12":
-            fb.add_struct(b, i, id12_to_bytes(value))
-        elif kind_of == "bool":
-            b.PrependBoolSlot(i, bool(value), False)
-        elif kind_of == "u8":
-            b.PrependUint8Slot(i, value, 0)
-        elif kind_of == "u16":
-            b.PrependUint16Slot(i, value, 0)
-    body = b.EndObject()
-    backup = b.CreateString(u.backup_path) if u.backup_path is not None else None
-    b.StartObject(4)
-    b.PrependUint8Slot(0, int(u.kind), 0)
-    b.PrependUOffsetTRelativeSlot(1, body, 0)
-    b.PrependUint64Slot(2, u.updated_at, 0)
-    if backup is not None:
-        b.PrependUOffsetTRelativeSlot(3, backup, 0)
-    return b.EndObject()
+            _write_status(w, u.fields[name], next(body_links))
+    if u.backup_path is not None:
+        w.string(u.backup_path, links[1])

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import functools
 import struct
+from collections.abc import Collection
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from icechunk.exceptions import CorruptObjectError
 from icechunk.format import flatbuf as fb
+from icechunk.format.coords import coords_array, lex_order
 from icechunk.format.header import FileType, decode_file, encode_file
 from icechunk.format.ids import encode_base32, id8_to_bytes, id12_to_bytes
 
@@ -32,7 +35,8 @@ class TransactionLog:
     deleted_arrays: set[str] = field(default_factory=set)
     updated_arrays: set[str] = field(default_factory=set)
     updated_groups: set[str] = field(default_factory=set)
-    updated_chunks: dict[str, set[tuple[int, ...]]] = field(default_factory=dict)
+    #: changed chunk coordinates per node (a set, or the keys of a session's change set)
+    updated_chunks: dict[str, Collection[tuple[int, ...]]] = field(default_factory=dict)
     moved_nodes: list[MoveOperation] = field(default_factory=list)
 
 
@@ -136,11 +140,6 @@ _VT_UPDATED = struct.pack("<4H", 8, 16, 8, 4)  # node_id, chunks
 _VT_INDICES = struct.pack("<3Hxx", 6, 8, 4)  # coords
 
 
-@functools.cache
-def _indices_struct(ndim: int) -> struct.Struct:
-    return struct.Struct(f"<iII{ndim}I")
-
-
 def _encode_without_moves(log: TransactionLog) -> bytes:
     """Front-to-back layout of a transaction log (fast for many chunk coordinates).
 
@@ -176,13 +175,32 @@ def _encode_without_moves(log: TransactionLog) -> bytes:
         table = len(out)
         out += struct.pack("<iI8s", table - vt_updated, 0, id8_to_bytes(node_id))
         patch(table + 4)
-        coords = sorted(log.updated_chunks[node_id])
-        chunk_vector = len(out)
-        out += struct.pack("<I", len(coords)) + bytes(4 * len(coords))
-        pack_entry = struct.Struct("<I").pack_into
-        for j, c in enumerate(coords):
-            site = chunk_vector + 4 + 4 * j
-            entry = len(out)
-            pack_entry(out, site, entry - site)
-            out += _indices_struct(len(c)).pack(entry - vt_indices, 4, len(c), *c)
+        out += _chunk_indices(log.updated_chunks[node_id], len(out), vt_indices)
     return bytes(out)
+
+
+def sorted_coords(coords: Collection[tuple[int, ...]]) -> np.ndarray:
+    """Chunk coordinates as an ``(n, ndim)`` array in lexicographic order."""
+    first = next(iter(coords), None)
+    if first is None:
+        return np.zeros((0, 0), dtype=np.int64)
+    array = coords_array(coords, len(coords), len(first))
+    return array[lex_order(array)]
+
+
+def _chunk_indices(chunks: Collection[tuple[int, ...]], start: int, vt_indices: int) -> bytes:
+    """A vector of ChunkIndices tables laid out at ``start`` (4-aligned), entries after it."""
+    coords = sorted_coords(chunks)
+    n, ndim = coords.shape
+    entry_words = 3 + ndim
+    first = start + 4 + 4 * n
+    words = np.empty(1 + n + n * entry_words, dtype="<u4")
+    words[0] = n
+    positions = first + 4 * entry_words * np.arange(n, dtype=np.int64)
+    words[1 : 1 + n] = positions - (start + 4 + 4 * np.arange(n, dtype=np.int64))
+    entries = words[1 + n :].reshape(n, entry_words)
+    entries[:, 0] = positions - vt_indices  # soffset to the shared vtable
+    entries[:, 1] = 4  # uoffset of the coords vector, right after the table
+    entries[:, 2] = ndim
+    entries[:, 3:] = coords
+    return words.tobytes()

@@ -376,3 +376,23 @@ def http_storage(
     ``ReadOnlyError``.
     """
     return HttpStorage(base_url, opts, headers)
+
+
+# Object stores of virtual chunk containers (the official package exports them here too).
+from icechunk.virtual_store_config import (  # noqa: E402
+    AnyObjectStoreConfig,
+    ObjectStoreConfig,
+    gcs_store,
+    http_store,
+    local_filesystem_store,
+    s3_store,
+)
+
+__all__ += [
+    "AnyObjectStoreConfig",
+    "ObjectStoreConfig",
+    "gcs_store",
+    "http_store",
+    "local_filesystem_store",
+    "s3_store",
+]

@@ -97,6 +97,14 @@ class Node:
         return parse_array_meta(self.user_data)
 
 
+# Only forks hash their chunks: merges use the digests to recognise identical uploads.
+_DIGEST_IN_THREAD_BYTES = 256 * 1024
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
 class Session:
     """A view of one snapshot; writable sessions collect changes and commit them."""
 
@@ -491,9 +499,15 @@ class Session:
             payload: ChunkPayload = InlineChunk(bytes(data))
         else:
             chunk_id = new_id12()
-            await self._repo.storage.put(keys.chunk_key(chunk_id), data)
-            # Only forks need digests: merges use them to recognise identical uploads.
-            digest = hashlib.blake2b(data, digest_size=16).digest() if self._digests else None
+            upload = self._repo.storage.put(keys.chunk_key(chunk_id), data)
+            digest = None
+            if not self._digests:
+                await upload
+            elif len(data) < _DIGEST_IN_THREAD_BYTES:
+                await upload
+                digest = _digest(data)
+            else:  # hashing a big chunk holds no lock: do it beside the upload
+                _, digest = await asyncio.gather(upload, asyncio.to_thread(_digest, data))
             payload = NativeChunk(chunk_id, 0, len(data), digest)
         self._check_writable()  # a commit may have finished while we uploaded
         self._changes.chunks.setdefault(node.id, {})[coords] = payload

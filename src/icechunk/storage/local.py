@@ -46,6 +46,8 @@ from icechunk.storage.base import ByteRange, ObjectInfo, Storage, Version, resol
 T = TypeVar("T")
 
 _TMP_PREFIX = ".tmp-"
+_TMP_COUNTER = itertools.count()
+_TMP_SALT = secrets.token_hex(4)  # differs between processes that reuse a pid
 _LIST_BATCH = 1000
 _MKDIR_ATTEMPTS = 10  # a concurrent delete may prune a directory we just created
 # errno values meaning "this filesystem cannot make hard links"
@@ -133,23 +135,29 @@ def _create_in_dir(
     return os.open(path, flags | os.O_CLOEXEC, 0o666), path
 
 
+def _temp_name() -> str:
+    # unique within the process; O_EXCL settles clashes with other processes or leftovers
+    return f"{_TMP_PREFIX}{os.getpid():x}-{next(_TMP_COUNTER):x}-{_TMP_SALT}"
+
+
 def _write_temp(directory: str, data: bytes, durable: bool) -> str:
     """Write ``data`` to a new temporary file in ``directory``; return its path."""
     while True:
         try:
-            fd, tmp = _create_in_dir(
-                directory, _TMP_PREFIX + secrets.token_hex(8), os.O_WRONLY | os.O_CREAT | os.O_EXCL
-            )
+            fd, tmp = _create_in_dir(directory, _temp_name(), os.O_WRONLY | os.O_CREAT | os.O_EXCL)
             break
         except FileExistsError:
             if not os.path.isdir(directory):  # a path component is a file
                 raise
     try:
-        with open(fd, "wb", closefd=True) as f:
-            f.write(data)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
             if durable:
-                f.flush()
-                os.fsync(f.fileno())
+                os.fsync(fd)
+        finally:
+            os.close(fd)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

@@ -19,7 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
+import re
+import ssl
+import sys
 import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC
 from enum import Enum
@@ -34,7 +39,7 @@ from icechunk.storage._remote import (
     range_header,
 )
 from icechunk.storage.base import ObjectInfo, Version
-from icechunk.storage.credentials import AnyS3Credential, S3Credentials
+from icechunk.storage.credentials import AnyS3Credential, S3Credentials, S3StaticCredentials
 from icechunk.storage.settings import StorageSettings
 
 _MIN_PART_SIZE = 5 * 1024 * 1024
@@ -146,6 +151,114 @@ def _client_error_info(err: Exception) -> tuple[int | None, str]:
     return status, code
 
 
+def _seconds(ms: int | None, fallback_s: int | None) -> float:
+    """A timeout in seconds: the setting, else the option, else botocore's default (60 s)."""
+    if ms is not None:
+        return ms / 1000.0
+    if fallback_s:
+        return float(fallback_s)
+    return 60.0
+
+
+#: Environment variables that change how botocore reaches S3 in ways the lean client does not
+#: reproduce; with one of them set, the lean client is not used.
+_BOTOCORE_ENV = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_USE_FIPS_ENDPOINT",
+    "AWS_USE_DUALSTACK_ENDPOINT",
+    "AWS_S3_US_EAST_1_REGIONAL_ENDPOINT",
+    "AWS_REQUEST_CHECKSUM_CALCULATION",
+    "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+)
+#: Settings of an AWS config file with the same effect.
+_BOTOCORE_CONFIG = re.compile(
+    r"^\s*(endpoint_url|use_fips_endpoint|use_dualstack_endpoint|addressing_style"
+    r"|use_accelerate_endpoint|services|s3|request_checksum_calculation|ca_bundle"
+    r"|s3_us_east_1_regional_endpoint)\s*=",
+    re.M,
+)
+
+
+def _config_file() -> str:
+    """The text of the AWS config file ('' if there is none)."""
+    path = os.environ.get("AWS_CONFIG_FILE") or os.path.join("~", ".aws", "config")
+    try:
+        with open(os.path.expanduser(path), encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _proxied(url: str) -> bool:
+    """Whether botocore would send requests to ``url`` through a proxy (from the environment)."""
+    if not any(name.lower().endswith("_proxy") for name in os.environ):
+        return False
+    import urllib.request
+
+    scheme, _, rest = url.partition("://")
+    host = rest.split("/", 1)[0]
+    proxies = urllib.request.getproxies()
+    if scheme not in proxies and "all" not in proxies:
+        return False
+    return not urllib.request.proxy_bypass(host.rsplit(":", 1)[0] if "]" not in host else host)
+
+
+def _env_credentials() -> S3StaticCredentials | None:
+    """The key pair of the environment variables (botocore's first credential source)."""
+    akid = os.environ.get("AWS_ACCESS_KEY_ID")
+    secret = os.environ.get("AWS_SECRET_ACCESS_KEY")
+    if not akid or not secret or os.environ.get("AWS_CREDENTIAL_EXPIRATION"):
+        return None
+    token = os.environ.get("AWS_SESSION_TOKEN") or os.environ.get("AWS_SECURITY_TOKEN")
+    return S3StaticCredentials(akid, secret, token or None)
+
+
+def _lean_plan(
+    options: S3Options,
+    bucket: str,
+    static: S3StaticCredentials | None,
+    anonymous: bool,
+) -> tuple[str, bool, str, S3StaticCredentials | None] | None:
+    """``(endpoint, path_style, region, credentials)`` for the lean client, or None.
+
+    None when botocore would do something the lean client does not: find credentials in
+    profiles, SSO or instance metadata, take the region or endpoint from a config file,
+    go through a proxy, use FIPS/dual-stack/accelerated endpoints, or follow a region
+    redirect on every request (no region known for AWS).
+    """
+    from icechunk.storage._s3http import aws_region_ok, virtual_hostable
+
+    if any(os.environ.get(name) for name in _BOTOCORE_ENV):
+        return None
+    if not anonymous and static is None:
+        static = _env_credentials()  # S3Credentials.FromEnv
+        if static is None:
+            return None
+    config_text: str | None = None
+    region = options.region or os.environ.get("AWS_DEFAULT_REGION")
+    if not region:
+        config_text = _config_file()
+        if options.endpoint_url is None or re.search(r"^\s*region\s*=", config_text, re.M):
+            return None
+        region = "us-east-1"  # botocore signs for us-east-1 when no region is configured
+    if config_text is None:
+        config_text = _config_file()
+    if _BOTOCORE_CONFIG.search(config_text):
+        return None
+    if options.endpoint_url is not None:
+        endpoint = options.endpoint_url
+        path_style = True  # botocore's choice for custom endpoints
+    else:
+        if not aws_region_ok(region):
+            return None  # other partitions (China, ...) have other endpoints
+        endpoint = f"https://s3.{region}.amazonaws.com"
+        path_style = options.force_path_style or not virtual_hostable(bucket)
+    if _proxied(endpoint):
+        return None
+    return endpoint, path_style, region, None if anonymous else static
+
+
 def _add_headers(headers: dict[str, str], request: Any, **_: Any) -> None:
     for name, value in headers.items():
         request.headers[name] = value
@@ -219,6 +332,68 @@ class S3Storage(BucketStorage):
     # -- the client -------------------------------------------------------------------
 
     async def _open_client(self) -> ClientHandle:
+        """The lean client (``_s3http``) when it can do what botocore would; else aiobotocore.
+
+        The lean client sends GetObject, PutObject and HeadObject itself and hands every
+        other operation (listing, deletes, multipart uploads) -- and any request it cannot
+        make the way botocore would -- to an aiobotocore client created on first use.
+        """
+        options, credentials = self._options, self._credentials
+        static: S3StaticCredentials | None = None
+        anonymous = isinstance(credentials, S3Credentials.Anonymous) or options.anonymous
+        if anonymous:
+            pass
+        elif isinstance(credentials, S3Credentials.Static):
+            static = credentials.credentials
+        elif isinstance(credentials, S3Credentials.Refreshable):
+            static = await asyncio.to_thread(credentials.fetch)
+        expires_at = static.expires_after if static is not None else None
+        lean = _lean_plan(options, self._bucket, static, anonymous)
+        if lean is None:
+            client, close, abandon = await self._open_full_client(static, anonymous)
+            return ClientHandle(client, close, expires_at, abandon)
+
+        from icechunk.storage import _s3http
+
+        endpoint, path_style, region, signing = lean
+        if signing is None:
+            signer = _s3http.Signer(region, None, None, None)
+        else:
+            signer = _s3http.Signer(
+                region, signing.access_key_id, signing.secret_access_key, signing.session_token
+            )
+        timeouts = self._settings.effective_timeouts
+        full_abandon: list[Callable[[], None]] = []
+
+        async def full_client() -> Any:
+            client, _, abandon = await self._open_full_client(static, anonymous)
+            full_abandon.append(abandon)
+            return client
+
+        checksum = options.checksum_algorithm
+        client = _s3http.LeanS3Client(
+            endpoint_url=endpoint,
+            bucket=self._bucket,
+            path_style=path_style,
+            signer=signer,
+            connect_timeout=_seconds(timeouts.connect_timeout_ms, None),
+            read_timeout=_seconds(timeouts.read_timeout_ms, options.network_stream_timeout_seconds),
+            max_idle=min(self._max_concurrent_requests, 128),
+            full_client=full_client,
+            read_headers=self._read_headers,
+            write_headers=self._write_headers,
+            checksum_algorithm=checksum.aws_name if checksum is not None else None,
+        )
+
+        def abandon() -> None:
+            client.abandon(lambda _full: [fn() for fn in full_abandon])
+
+        return ClientHandle(client, client.close, expires_at, abandon)
+
+    async def _open_full_client(
+        self, static: S3StaticCredentials | None, anonymous: bool
+    ) -> tuple[Any, Callable[[], Awaitable[None]], Callable[[], None]]:
+        """An aiobotocore client: ``(client, close, abandon)``."""
         try:
             from botocore import UNSIGNED
             from botocore.config import Config
@@ -240,18 +415,10 @@ class S3Storage(BucketStorage):
             config["read_timeout"] = float(options.network_stream_timeout_seconds)
         if options.force_path_style:
             config["s3"] = {"addressing_style": "path"}
-        credentials = self._credentials
         kwargs: dict[str, Any] = {}
-        expires_at = None
-        static = None
-        if isinstance(credentials, S3Credentials.Anonymous) or options.anonymous:
+        if anonymous:
             config["signature_version"] = UNSIGNED
-        elif isinstance(credentials, S3Credentials.Static):
-            static = credentials.credentials
-        elif isinstance(credentials, S3Credentials.Refreshable):
-            static = await asyncio.to_thread(credentials.fetch)
-            expires_at = static.expires_after
-        if static is not None:
+        elif static is not None:
             kwargs["aws_access_key_id"] = static.access_key_id
             kwargs["aws_secret_access_key"] = static.secret_access_key
             if static.session_token is not None:
@@ -281,18 +448,11 @@ class S3Storage(BucketStorage):
                 if connector is not None:
                     connector._close()
 
-        return ClientHandle(client, close, expires_at, abandon)
+        return client, close, abandon
 
     def _classify(self, err: Exception) -> FailureKind:
-        from botocore.exceptions import (
-            ClientError,
-            ConnectionError,
-            HTTPClientError,
-            IncompleteReadError,
-            SSLError,
-        )
-
-        if isinstance(err, ClientError):
+        response = getattr(err, "response", None)
+        if isinstance(response, dict) and "Error" in response:  # botocore's or the lean one's
             status, code = _client_error_info(err)
             if status == 412 or code in ("PreconditionFailed", "ConditionalRequestConflict"):
                 return FailureKind.PRECONDITION
@@ -305,17 +465,25 @@ class S3Storage(BucketStorage):
             ):
                 return FailureKind.TRANSIENT
             return FailureKind.OTHER
+        if isinstance(err, ssl.SSLCertVerificationError):
+            return FailureKind.OTHER  # retrying does not fix a certificate
+        if isinstance(err, TimeoutError | OSError):  # also the lean client's broken connections
+            return FailureKind.TRANSIENT
+        if "botocore" not in sys.modules:  # then it cannot be one of botocore's errors
+            return FailureKind.OTHER
+        from botocore.exceptions import (
+            ConnectionError,
+            HTTPClientError,
+            IncompleteReadError,
+            SSLError,
+        )
+
         if isinstance(err, SSLError):
             return FailureKind.OTHER
-        if isinstance(
-            err, HTTPClientError | ConnectionError | IncompleteReadError | TimeoutError | OSError
-        ):
+        if isinstance(err, HTTPClientError | ConnectionError | IncompleteReadError):
             return FailureKind.TRANSIENT
-        try:
-            import aiohttp
-        except ImportError:  # pragma: no cover
-            return FailureKind.OTHER
-        if isinstance(err, aiohttp.ClientError):
+        aiohttp = sys.modules.get("aiohttp")
+        if aiohttp is not None and isinstance(err, aiohttp.ClientError):
             return FailureKind.TRANSIENT
         return FailureKind.OTHER
 

@@ -114,6 +114,9 @@ def groups() -> list[Group]:
         Group("scale", "f", "refs.py", ("ours", "official"), ("write", "read"),
               args=lambda sz, ph: ["--chunks", sz["scale_refs"]] if ph == "write"
               else ["--reads", sz["scale_reads"]]),
+        Group("scale-virtual", "f", "refs.py", ("ours", "official"), ("write", "read"),
+              args=lambda sz, ph: ["--virtual"] + (["--chunks", sz["scale_refs"]] if ph == "write"
+                                                   else ["--reads", sz["scale_reads"]])),
         Group("bulk-s3", "g", "bulk.py", IMPLS, ("write", "read"), storage="s3",
               args=bulk("s3_mib")),
     ]
@@ -139,6 +142,10 @@ def rows(sz: dict) -> list[Row]:
         Row("f", "... of which the commit's own growth (info)", "scale", "write", "commit_rss_growth_mib", "MiB", None),
         Row("f", f"write of the {n(sz['scale_refs'])} chunks (store.set; info)", "scale", "write", "write_s", "s", None),
         Row("f", "fresh open + first random read", "scale", "read", "first_s", "s", None),
+        Row("f", f"commit of {n(sz['scale_refs'])} virtual chunk refs", "scale-virtual", "write", "commit_s", "s", 1.5),
+        Row("f", "peak RSS of that process (virtual; writes + commit)", "scale-virtual", "write", "peak_rss_mib", "MiB", 1.5),
+        Row("f", f"set_virtual_refs of the {n(sz['scale_refs'])} refs (info)", "scale-virtual", "write", "write_s", "s", None),
+        Row("f", "fresh open + first random read (virtual)", "scale-virtual", "read", "first_s", "s", None),
         Row("g", f"S3 (moto) bulk write {mib(sz['s3_mib'])} + commit", "bulk-s3", "write", "total_s", "s", 1.0, "mb_per_s"),
         Row("g", "S3 (moto) bulk read", "bulk-s3", "read", "total_s", "s", 1.0, "mb_per_s"),
     ]

@@ -92,6 +92,23 @@ def _fast(storage: Any, tries: int = 3, **timeouts: int) -> Any:
     )
 
 
+def _scripted_storage(url: str, *, anonymous: bool = False, **options: Any) -> Any:
+    """An S3 storage of prefix ``p`` on a scripted server (signed unless ``anonymous``)."""
+    if anonymous:
+        credentials: dict[str, Any] = {"anonymous": True}
+    else:
+        credentials = {"access_key_id": S3_ACCESS_KEY, "secret_access_key": S3_SECRET_KEY}
+    return s3_storage(
+        bucket=S3_BUCKET,
+        prefix="p",
+        endpoint_url=url,
+        allow_http=url.startswith("http://"),
+        region=S3_REGION,
+        **credentials,
+        **options,
+    )
+
+
 # -- a scripted HTTP/1.1 server ------------------------------------------------------------
 
 
@@ -465,15 +482,7 @@ async def test_request_on_a_connection_the_server_just_closed(call: str, resent:
 async def test_broken_fresh_connections_are_retried_by_the_storage() -> None:
     async with RawServer(["drop", "drop", answer(200, b"abc", {"ETag": '"e9"'})]) as server:
         storage = _fast(
-            s3_storage(
-                bucket=S3_BUCKET,
-                prefix="p",
-                endpoint_url=server.url,
-                allow_http=True,
-                region=S3_REGION,
-                access_key_id=S3_ACCESS_KEY,
-                secret_access_key=S3_SECRET_KEY,
-            ),
+            _scripted_storage(server.url),
             tries=3,
         )
         assert await storage.get("chunks/x") == b"abc"
@@ -572,14 +581,8 @@ async def test_storage_errors_and_retries() -> None:
     ]
     async with RawServer(actions) as server:
         storage = _fast(
-            s3_storage(
-                bucket=S3_BUCKET,
-                prefix="p",
-                endpoint_url=server.url,
-                allow_http=True,
-                region=S3_REGION,
-                access_key_id=S3_ACCESS_KEY,
-                secret_access_key=S3_SECRET_KEY,
+            _scripted_storage(
+                server.url,
                 requester_pays=True,
                 headers={"X-Extra": "both"},
                 write_headers={"X-Write": "w"},
@@ -617,14 +620,7 @@ async def test_read_timeout() -> None:
         await client.close()
     async with RawServer(["hang", "hang", None]) as server:
         storage = _fast(
-            s3_storage(
-                bucket=S3_BUCKET,
-                prefix="p",
-                endpoint_url=server.url,
-                allow_http=True,
-                region=S3_REGION,
-                anonymous=True,
-            ),
+            _scripted_storage(server.url, anonymous=True),
             tries=2,
             read_timeout_ms=300,
         )
@@ -678,30 +674,14 @@ async def test_https_verifies_certificates(
     async with RawServer([None, None], ssl_context=context) as server:
         monkeypatch.setattr(_s3http, "_SSL_CONTEXT", None)
         monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
-        storage = _fast(
-            s3_storage(
-                bucket=S3_BUCKET,
-                prefix="p",
-                endpoint_url=server.url,
-                region=S3_REGION,
-                access_key_id=S3_ACCESS_KEY,
-                secret_access_key=S3_SECRET_KEY,
-            )
-        )
+        storage = _fast(_scripted_storage(server.url))
         with pytest.raises(StorageError, match="CERTIFICATE_VERIFY_FAILED"):
             await storage.get("chunks/a")  # a self-signed certificate: refused, not retried
         await storage.close()
         # trusted through AWS_CA_BUNDLE, as botocore would
         monkeypatch.setattr(_s3http, "_SSL_CONTEXT", None)
         monkeypatch.setenv("AWS_CA_BUNDLE", str(cert))
-        storage = s3_storage(
-            bucket=S3_BUCKET,
-            prefix="p",
-            endpoint_url=server.url,
-            region=S3_REGION,
-            access_key_id=S3_ACCESS_KEY,
-            secret_access_key=S3_SECRET_KEY,
-        )
+        storage = _scripted_storage(server.url)
         await storage.put("chunks/a", b"secret data")
         await storage.get("chunks/a")
         lean = await _handle(storage)

@@ -29,6 +29,7 @@ therefore go through the public async store API.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import pickle
 from collections.abc import Iterable, Sequence
@@ -46,9 +47,11 @@ from zarr.abc.store import (
     OffsetByteRequest,
     RangeByteRequest,
     SuffixByteRequest,
+    SupportsSyncStore,
+    _store_supports_sync_io,
 )
 from zarr.core.buffer import Buffer, cpu, default_buffer_prototype
-from zarr.core.sync import _collect_aiterator, sync
+from zarr.core.sync import SyncError, _collect_aiterator, sync
 from zarr.testing.stateful import ZarrHierarchyStateMachine
 from zarr.testing.store import StoreTests
 from zarr.testing.utils import assert_bytes_equal
@@ -763,10 +766,82 @@ class TestIcechunkStoreConformance(StoreTests[ic.IcechunkStore, cpu.Buffer]):
         assert (await self.get(store, "arr/zarr.json")).to_bytes() == written["arr/zarr.json"]
 
     # -------------------------------------------------- sync protocol (optional)
-    # The suite's sync tests skip unless the store implements zarr's optional
-    # SupportsGetSync/SupportsSetSync/SupportsDeleteSync protocols (the official 2.3.0
-    # store does not).  They are overridden only to use legal keys, so that an
-    # implementation that does offer them is tested meaningfully.
+    # zarr's optional SupportsGetSync/SupportsSetSync/SupportsDeleteSync protocols (which
+    # the official 2.3.0 store does not implement; ours runs the async methods on zarr's
+    # loop).  The suite's tests are overridden only to use legal keys.
+
+    def test_store_supports_sync_io(self, store: ic.IcechunkStore) -> None:
+        assert isinstance(store, SupportsSyncStore)
+        assert _store_supports_sync_io(store)
+
+    # The same validation and errors as the async methods.
+    async def test_sync_methods_raise_like_async_ones(self, store_kwargs: dict[str, Any]) -> None:
+        storage = store_kwargs["storage"]
+        await commit_sample(storage)
+        store = session_store(storage)
+        with pytest.raises(ic.InvalidInputError):
+            store.get_sync("a")  # a node path, not a key
+        with pytest.raises(ic.InvalidInputError):
+            store.set_sync("nope/c/0", self.buffer_cls.from_bytes(CHUNK))  # no such array
+        with pytest.raises(TypeError):
+            store.set_sync("a/c/1", CHUNK)  # type: ignore[arg-type]
+        reader = session_store(storage, read_only=True)
+        with pytest.raises(ic.ReadOnlyError):
+            reader.set_sync("a/c/1", self.buffer_cls.from_bytes(CHUNK))
+        with pytest.raises(ic.ReadOnlyError):
+            reader.delete_sync("a/c/0")
+        observed = reader.get_sync("a/c/0")
+        assert observed is not None
+        assert observed.to_bytes() == CHUNK
+
+    def test_sync_methods_refuse_zarr_loop_thread(self, store: ic.IcechunkStore) -> None:
+        sync(make_nodes(store, ["s/c/0"]))
+        data = self.buffer_cls.from_bytes(CHUNK)
+
+        async def on_zarr_loop() -> list[str]:
+            messages = []
+            for call in (
+                lambda: store.get_sync("s/c/0"),
+                lambda: store.set_sync("s/c/0", data),
+                lambda: store.delete_sync("s/c/0"),
+            ):
+                with pytest.raises(SyncError, match="event-loop thread") as info:
+                    call()
+                messages.append(str(info.value))
+            return messages
+
+        messages = sync(on_zarr_loop())
+        assert [m.split(" ")[0] for m in messages] == [
+            "IcechunkStore.get_sync",
+            "IcechunkStore.set_sync",
+            "IcechunkStore.delete_sync",
+        ]
+        assert sync(self.get(store, "s/c/0")) is None  # nothing was written
+
+    # What zarr's FusedCodecPipeline does: the loop awaits worker threads that call the
+    # sync methods, here many at once while other tasks keep the loop busy.
+    def test_sync_methods_from_worker_threads_while_zarr_loop_busy(
+        self, store: ic.IcechunkStore
+    ) -> None:
+        keys = [f"s/c/{i}" for i in range(12)]
+        sync(make_nodes(store, keys))
+
+        def write_then_read(key: str) -> bytes:
+            store.set_sync(key, self.buffer_cls.from_bytes(key.encode()))
+            observed = store.get_sync(key, byte_range=OffsetByteRequest(2))
+            assert observed is not None
+            return observed.to_bytes()
+
+        async def busy_loop() -> list[bytes]:
+            busy = [asyncio.create_task(asyncio.sleep(0.05 * i)) for i in range(20)]
+            got = await asyncio.gather(*(asyncio.to_thread(write_then_read, k) for k in keys))
+            await asyncio.gather(*busy)
+            await asyncio.to_thread(store.delete_sync, keys[0])
+            return got
+
+        got = sync(asyncio.wait_for(busy_loop(), timeout=60))
+        assert got == [key.encode()[2:] for key in keys]
+        assert sync(self.get(store, keys[0])) is None
 
     def test_get_sync(self, store: ic.IcechunkStore) -> None:
         getter = self._require_get_sync(store)
@@ -873,6 +948,56 @@ class TestIcechunkStoreConformance(StoreTests[ic.IcechunkStore, cpu.Buffer]):
             assert chunk.to_bytes() == CHUNK
         # a session opened before the commit keeps its own (empty) view
         assert await other.is_empty("")
+
+
+# ------------------------------------------------ zarr's FusedCodecPipeline end to end
+
+FUSED = {"codec_pipeline.path": "zarr.core.codec_pipeline.FusedCodecPipeline"}
+
+
+def test_fused_codec_pipeline_reads_and_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Arrays written and read through zarr's FusedCodecPipeline, which uses the sync
+    methods from a worker thread: full and partial chunk writes, an all-fill chunk
+    (deleted), then reads before and after the commit."""
+    calls: dict[str, int] = {"get_sync": 0, "set_sync": 0, "delete_sync": 0}
+    for name in calls:
+        method = getattr(ic.IcechunkStore, name)
+
+        def counted(
+            self: Any, *args: Any, _name: str = name, _method: Any = method, **kw: Any
+        ) -> Any:
+            calls[_name] += 1
+            return _method(self, *args, **kw)
+
+        monkeypatch.setattr(ic.IcechunkStore, name, counted)
+
+    repo = ic.Repository.create(ic.local_filesystem_storage(str(tmp_path / "repo")))
+    session = repo.writable_session("main")
+    expected = np.arange(30 * 20, dtype="float64").reshape(30, 20)
+    with zarr.config.set(FUSED):
+        root = zarr.group(session.store)
+        array = root.create_array(
+            "values", shape=(30, 20), chunks=(8, 8), dtype="float64", fill_value=-1.0
+        )
+        assert type(array._async_array.codec_pipeline).__name__ == "FusedCodecPipeline"
+        array[:] = expected
+        array[3:5, 2:19] = 7.5  # partial chunks: read, merge, write back
+        expected[3:5, 2:19] = 7.5
+        array[24:, 16:] = -1.0  # a whole chunk of fill values: deleted
+        expected[24:, 16:] = -1.0
+        np.testing.assert_array_equal(array[...], expected)
+        np.testing.assert_array_equal(array[5:13, 1:3], expected[5:13, 1:3])
+        assert calls["set_sync"] > 0 and calls["get_sync"] > 0 and calls["delete_sync"] > 0
+        assert sync(session.store.get("values/c/3/2", default_buffer_prototype())) is None
+        session.commit("written through the fused pipeline")
+
+        reader = zarr.open_array(repo.readonly_session("main").store, path="values", mode="r")
+        assert type(reader._async_array.codec_pipeline).__name__ == "FusedCodecPipeline"
+        before = calls["get_sync"]
+        np.testing.assert_array_equal(reader[...], expected)
+        assert calls["get_sync"] > before
 
 
 # ------------------------------------------------------------- stateful hierarchy

@@ -54,12 +54,7 @@ print(json.dumps(out))
 
 @pytest.fixture(scope="module")
 def official() -> None:
-    try:
-        official_env.ensure_official_python()
-    except official_env.OfficialEnvError as exc:
-        if official_env.optional():
-            pytest.skip(f"official icechunk environment unavailable: {exc}")
-        raise
+    official_env.official_python_or_skip()
 
 
 def as_dataset(dump: dict) -> xr.Dataset:

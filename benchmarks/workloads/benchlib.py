@@ -159,16 +159,19 @@ def icechunk_storage(args: argparse.Namespace) -> Any:
     )
 
 
-def create_repo(args: argparse.Namespace) -> Any:
+def create_repo(args: argparse.Namespace, config: Any = None,
+                authorize: dict[str, Any] | None = None) -> Any:
     import icechunk
 
-    return icechunk.Repository.create(icechunk_storage(args))
+    return icechunk.Repository.create(icechunk_storage(args), config,
+                                      authorize_virtual_chunk_access=authorize)
 
 
-def open_repo(args: argparse.Namespace) -> Any:
+def open_repo(args: argparse.Namespace, authorize: dict[str, Any] | None = None) -> Any:
     import icechunk
 
-    return icechunk.Repository.open(icechunk_storage(args))
+    return icechunk.Repository.open(icechunk_storage(args),
+                                    authorize_virtual_chunk_access=authorize)
 
 
 # ------------------------------------------------------------------ plain zarr stores

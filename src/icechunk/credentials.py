@@ -8,26 +8,8 @@ no-auth sentinels :data:`LocalFileSystemAccess` and :data:`HttpAccess`.
 
 from __future__ import annotations
 
-from icechunk.storage.credentials import (
-    AnyGcsCredential,
-    AnyGcsStaticCredential,
-    AnyS3Credential,
-    GcsBearerCredential,
-    GcsCredentials,
-    GcsStaticCredentials,
-    S3Credentials,
-    S3StaticCredentials,
-    gcs_anonymous_credentials,
-    gcs_credentials,
-    gcs_from_env_credentials,
-    gcs_refreshable_credentials,
-    gcs_static_credentials,
-    s3_anonymous_credentials,
-    s3_credentials,
-    s3_from_env_credentials,
-    s3_refreshable_credentials,
-    s3_static_credentials,
-)
+from icechunk.storage import credentials as _storage_credentials
+from icechunk.storage.credentials import *  # noqa: F403 - the names of its __all__
 from icechunk.virtual_store_config import (
     AnyCredential,
     Credentials,
@@ -38,26 +20,9 @@ from icechunk.virtual_store_config import (
 
 __all__ = [
     "AnyCredential",
-    "AnyGcsCredential",
-    "AnyGcsStaticCredential",
-    "AnyS3Credential",
     "Credentials",
-    "GcsBearerCredential",
-    "GcsCredentials",
-    "GcsStaticCredentials",
     "HttpAccess",
     "LocalFileSystemAccess",
-    "S3Credentials",
-    "S3StaticCredentials",
     "containers_credentials",
-    "gcs_anonymous_credentials",
-    "gcs_credentials",
-    "gcs_from_env_credentials",
-    "gcs_refreshable_credentials",
-    "gcs_static_credentials",
-    "s3_anonymous_credentials",
-    "s3_credentials",
-    "s3_from_env_credentials",
-    "s3_refreshable_credentials",
-    "s3_static_credentials",
 ]
+__all__ += _storage_credentials.__all__

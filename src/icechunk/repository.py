@@ -20,7 +20,6 @@ from icechunk.exceptions import (
     AlreadyExistsError,
     BranchNotFoundError,
     ConflictError,
-    CorruptObjectError,
     IcechunkError,
     InvalidInputError,
     ObjectNotFoundError,
@@ -32,6 +31,7 @@ from icechunk.exceptions import (
     TagNotFoundError,
     UnsupportedSpecVersionError,
 )
+from icechunk.expiration import ancestry
 from icechunk.format.header import LATEST_SPEC_VERSION
 from icechunk.format.ids import INITIAL_SNAPSHOT_ID, encode_base32, normalize_id12
 from icechunk.format.manifest import LocationCompression
@@ -1057,17 +1057,8 @@ def _resolve_version(
 
 
 def _walk(info: RepoInfo, start: str) -> Iterator[SnapshotEntry]:
-    seen = set()
-    current: str | None = start
-    while current is not None:
-        if current in seen:
-            raise CorruptObjectError(f"the repository history has a cycle at {current}")
-        seen.add(current)
-        entry = info.snapshots.get(current)
-        if entry is None:
-            raise CorruptObjectError(f"the repository history refers to unknown snapshot {current}")
-        yield entry
-        current = entry.parent_id
+    """``start`` and its ancestors, newest first (the walk expiration uses too)."""
+    return ancestry(info, start)
 
 
 def _backup_name() -> str:

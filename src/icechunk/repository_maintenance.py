@@ -44,6 +44,15 @@ def _check_bool(value: object, name: str) -> bool:
     return value
 
 
+def _run_limits(max_decoded_manifest_mem_bytes: object, **limits: Any) -> GCLimits:
+    """The bounds of a garbage collection or statistics run.
+
+    ``max_decoded_manifest_mem_bytes`` is only validated (this library has no such bound).
+    """
+    check_positive_int(max_decoded_manifest_mem_bytes, "max_decoded_manifest_mem_bytes")
+    return GCLimits(**limits)
+
+
 class RepositoryMaintenance:
     """Expiration, garbage collection, storage statistics and manifest rewriting."""
 
@@ -153,7 +162,8 @@ class RepositoryMaintenance:
         """Async version of :meth:`garbage_collect`."""
         cutoff = datetime_to_us(delete_object_older_than, "delete_object_older_than")
         _check_bool(dry_run, "dry_run")
-        limits = GCLimits(
+        limits = _run_limits(
+            max_decoded_manifest_mem_bytes,
             max_snapshots_in_memory=max_snapshots_in_memory,
             max_compressed_manifest_mem_bytes=max_compressed_manifest_mem_bytes,
             max_concurrent_manifest_fetches=max_concurrent_manifest_fetches,
@@ -161,7 +171,6 @@ class RepositoryMaintenance:
             max_consecutive_delete_failures=max_consecutive_delete_failures,
             max_concurrent_listings=max_concurrent_listings,
         )
-        check_positive_int(max_decoded_manifest_mem_bytes, "max_decoded_manifest_mem_bytes")
         return await garbage_collect(
             self,  # type: ignore[arg-type]
             cutoff,
@@ -200,8 +209,8 @@ class RepositoryMaintenance:
         max_concurrent_manifest_fetches: int = 500,
     ) -> ChunkStorageStats:
         """Async version of :meth:`chunk_storage_stats`."""
-        check_positive_int(max_decoded_manifest_mem_bytes, "max_decoded_manifest_mem_bytes")
-        limits = GCLimits(
+        limits = _run_limits(
+            max_decoded_manifest_mem_bytes,
             max_snapshots_in_memory=max_snapshots_in_memory,
             max_compressed_manifest_mem_bytes=max_compressed_manifest_mem_bytes,
             max_concurrent_manifest_fetches=max_concurrent_manifest_fetches,

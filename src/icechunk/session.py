@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from icechunk import keys
-from icechunk._sync import run
+from icechunk._sync import run, run_blocking
 from icechunk.changeset import ChangeSet, NodeChange
 from icechunk.conflicts import ConflictSolver
 from icechunk.exceptions import (
@@ -507,7 +507,7 @@ class Session:
                 await upload
                 digest = _digest(data)
             else:  # hashing a big chunk holds no lock: do it beside the upload
-                _, digest = await asyncio.gather(upload, asyncio.to_thread(_digest, data))
+                _, digest = await asyncio.gather(upload, run_blocking(_digest, data))
             payload = NativeChunk(chunk_id, 0, len(data), digest)
         self._check_writable()  # a commit may have finished while we uploaded
         self._changes.chunks.setdefault(node.id, {})[coords] = payload

@@ -20,9 +20,9 @@ from zarr.abc.store import (
     Store,
     SuffixByteRequest,
 )
-from zarr.core.buffer import Buffer, BufferPrototype
+from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 
-from icechunk._sync import run
+from icechunk._sync import check_off_zarr_loop, run
 from icechunk.exceptions import InvalidInputError, ReadOnlyError
 from icechunk.format.manifest import ChunkCoords, VirtualChunk
 from icechunk.objects import resolve_range
@@ -255,6 +255,35 @@ class IcechunkStore(Store):
                 "existing arrays only"
             )
         await self._session.set_chunk(*resolved, data)
+
+    # ------------------------------------------------------------------
+    # zarr's synchronous store surface (SupportsGetSync / SetSync / DeleteSync)
+    #
+    # zarr's FusedCodecPipeline calls these from worker threads (asyncio.to_thread) while
+    # zarr's event loop awaits them; each runs the async method on that loop and waits.
+
+    def get_sync(
+        self,
+        key: str,
+        *,
+        prototype: BufferPrototype | None = None,
+        byte_range: ByteRequest | None = None,
+    ) -> Buffer | None:
+        """Blocking :meth:`get` (any thread but zarr's event loop's)."""
+        check_off_zarr_loop("IcechunkStore.get_sync")
+        if prototype is None:
+            prototype = default_buffer_prototype()
+        return run(self.get(key, prototype, byte_range))
+
+    def set_sync(self, key: str, value: Buffer) -> None:
+        """Blocking :meth:`set` (any thread but zarr's event loop's)."""
+        check_off_zarr_loop("IcechunkStore.set_sync")
+        run(self.set(key, value))
+
+    def delete_sync(self, key: str) -> None:
+        """Blocking :meth:`delete` (any thread but zarr's event loop's)."""
+        check_off_zarr_loop("IcechunkStore.delete_sync")
+        run(self.delete(key))
 
     # ------------------------------------------------------------------
     # virtual references
@@ -495,8 +524,6 @@ class IcechunkStore(Store):
 
     def sync_clear(self) -> None:
         """Remove every group and array from this session (history is untouched)."""
-        from icechunk._sync import run
-
         run(self.clear())
 
     async def clear(self) -> None:

@@ -19,16 +19,16 @@ bytes that no longer belong to the chunk.
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import os
 import posixpath
 import warnings
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote, unquote, urlsplit
 
+from icechunk._sync import run_blocking
 from icechunk.exceptions import (
     IcechunkError,
     InvalidCredentialsError,
@@ -566,7 +566,7 @@ class _LocalFetcher:
         etag: str | None,
         last_modified: int | None,
     ) -> bytes:
-        return await asyncio.to_thread(self._read, location, path, start, end, etag, last_modified)
+        return await run_blocking(self._read, location, path, start, end, etag, last_modified)
 
     @staticmethod
     def _read(
@@ -623,7 +623,69 @@ def _translate(err: Exception, location: str) -> Exception:
     return VirtualChunkFetchError(f"cannot read virtual chunk {location!r}: {err}")
 
 
-class _S3Fetcher:
+class _RangeRequest(NamedTuple):
+    """Bytes ``[start, end)`` of ``key``, if it still has ``etag`` / is not modified since
+    ``last_modified`` (seconds)."""
+
+    key: str
+    start: int
+    end: int
+    etag: str | None
+    last_modified: int | None
+
+    @property
+    def range_header(self) -> str:
+        return f"bytes={self.start}-{self.end - 1}"
+
+
+class _RangeRead(NamedTuple):
+    """What one ranged read of a remote object returned."""
+
+    data: bytes
+    etag: str | None
+    last_modified: Any
+    refused: bool = False  # the server answered 412 to the conditional read
+
+
+class _RemoteFetcher:
+    """Shared steps of the object-store fetchers: one retried ranged read, then the checks.
+
+    Subclasses set ``_storage`` (a remote storage backend with ``_retrying``) and
+    implement :meth:`_read_range` for their client.
+    """
+
+    _storage: Any
+
+    async def fetch(
+        self,
+        location: str,
+        path: str,
+        start: int,
+        end: int,
+        etag: str | None,
+        last_modified: int | None,
+    ) -> bytes:
+        key = path[1:] if path.startswith("/") else path
+        want = _RangeRequest(key, start, end, etag, last_modified)
+
+        async def read(client: Any) -> _RangeRead:
+            return await self._read_range(client, want)
+
+        try:
+            got = await self._storage._retrying("read virtual chunk", key, read)  # noqa: SLF001
+        except IcechunkError as err:
+            raise _translate(err, location) from None
+        if got.refused:
+            raise _modified_error(location, "the server refused the conditional read")
+        _check_remote(location, etag, last_modified, got.etag, got.last_modified)
+        return _check_length(location, got.data, start, end)
+
+    async def _read_range(self, client: Any, want: _RangeRequest) -> _RangeRead:
+        """The bytes ``want`` asks for, read with ``client`` (a client of ``_storage``)."""
+        raise NotImplementedError
+
+
+class _S3Fetcher(_RemoteFetcher):
     """``s3://bucket/key`` objects through this library's S3 backend (one client per bucket)."""
 
     def __init__(self, bucket: str, options: Any, credentials: Any) -> None:
@@ -633,41 +695,21 @@ class _S3Fetcher:
             bucket=bucket, prefix=None, options=options, credentials=credentials
         )
 
-    async def fetch(
-        self,
-        location: str,
-        path: str,
-        start: int,
-        end: int,
-        etag: str | None,
-        last_modified: int | None,
-    ) -> bytes:
-        key = path[1:] if path.startswith("/") else path
-        storage = self._storage
-
-        async def read(client: Any) -> tuple[bytes, Any, Any]:
-            params = storage._params(key)  # noqa: SLF001
-            params["Range"] = f"bytes={start}-{end - 1}"
-            if etag is not None:
-                params["IfMatch"] = etag if etag.startswith('"') else f'"{etag}"'
-            elif last_modified:
-                params["IfUnmodifiedSince"] = datetime.fromtimestamp(last_modified, UTC)
-            response = await client.get_object(**params)
-            async with response["Body"] as body:
-                data = await body.read()
-            return data, response.get("ETag"), response.get("LastModified")
-
-        try:
-            data, got_etag, got_modified = await storage._retrying(  # noqa: SLF001
-                "read virtual chunk", key, read
-            )
-        except IcechunkError as err:
-            raise _translate(err, location) from None
-        _check_remote(location, etag, last_modified, got_etag, got_modified)
-        return _check_length(location, data, start, end)
+    async def _read_range(self, client: Any, want: _RangeRequest) -> _RangeRead:
+        params = self._storage._params(want.key)  # noqa: SLF001
+        params["Range"] = want.range_header
+        etag = want.etag
+        if etag is not None:
+            params["IfMatch"] = etag if etag.startswith('"') else f'"{etag}"'
+        elif want.last_modified:
+            params["IfUnmodifiedSince"] = datetime.fromtimestamp(want.last_modified, UTC)
+        response = await client.get_object(**params)
+        async with response["Body"] as body:
+            data = await body.read()
+        return _RangeRead(data, response.get("ETag"), response.get("LastModified"))
 
 
-class _HttpFetcher:
+class _HttpFetcher(_RemoteFetcher):
     """``http(s)://host/path`` objects with ``Range`` requests (one client per host)."""
 
     def __init__(self, root_url: str, opts: dict[str, str], headers: dict[str, str]) -> None:
@@ -675,55 +717,30 @@ class _HttpFetcher:
 
         self._storage = HttpStorage(root_url, opts, headers)
 
-    async def fetch(
-        self,
-        location: str,
-        path: str,
-        start: int,
-        end: int,
-        etag: str | None,
-        last_modified: int | None,
-    ) -> bytes:
-        key = path[1:] if path.startswith("/") else path
-        storage = self._storage
-        url = storage._url(key)  # noqa: SLF001
+    async def _read_range(self, client: Any, want: _RangeRequest) -> _RangeRead:
+        from icechunk.storage.http import HttpStatusError
 
-        async def read(session: Any) -> tuple[int, bytes, Any, Any]:
-            from icechunk.storage.http import HttpStatusError
-
-            headers = {"Range": f"bytes={start}-{end - 1}"}
-            if etag is not None:
-                headers["If-Match"] = etag if etag.startswith(('"', "W/")) else f'"{etag}"'
-            elif last_modified:
-                headers["If-Unmodified-Since"] = email.utils.formatdate(last_modified, usegmt=True)
-            async with session.get(url, headers=headers) as response:
-                if response.status == 412:
-                    return 412, b"", None, None
-                if response.status not in (200, 206):
-                    raise HttpStatusError(response.status, url, response.reason or "")
-                data = await response.read()
-                return (
-                    response.status,
-                    data,
-                    response.headers.get("ETag"),
-                    response.headers.get("Last-Modified"),
-                )
-
-        try:
-            status, data, got_etag, got_modified = await storage._retrying(  # noqa: SLF001
-                "read virtual chunk", key, read
+        url = self._storage._url(want.key)  # noqa: SLF001
+        headers = {"Range": want.range_header}
+        etag = want.etag
+        if etag is not None:
+            headers["If-Match"] = etag if etag.startswith(('"', "W/")) else f'"{etag}"'
+        elif want.last_modified:
+            headers["If-Unmodified-Since"] = email.utils.formatdate(want.last_modified, usegmt=True)
+        async with client.get(url, headers=headers) as response:
+            if response.status == 412:
+                return _RangeRead(b"", None, None, refused=True)
+            if response.status not in (200, 206):
+                raise HttpStatusError(response.status, url, response.reason or "")
+            data = await response.read()
+            if response.status == 200:  # the server ignored Range
+                data = data[want.start : want.end]
+            return _RangeRead(
+                data, response.headers.get("ETag"), response.headers.get("Last-Modified")
             )
-        except IcechunkError as err:
-            raise _translate(err, location) from None
-        if status == 412:
-            raise _modified_error(location, "the server refused the conditional read")
-        _check_remote(location, etag, last_modified, got_etag, got_modified)
-        if status == 200:  # the server ignored Range
-            data = data[start:end]
-        return _check_length(location, data, start, end)
 
 
-class _GcsFetcher:
+class _GcsFetcher(_RemoteFetcher):
     """``gs://bucket/key`` objects through this library's GCS backend (one client per bucket)."""
 
     def __init__(self, bucket: str, opts: dict[str, str], credentials: Any) -> None:
@@ -734,32 +751,10 @@ class _GcsFetcher:
             bucket=bucket, prefix=None, credentials=credentials, config=dict(opts)
         )
 
-    async def fetch(
-        self,
-        location: str,
-        path: str,
-        start: int,
-        end: int,
-        etag: str | None,
-        last_modified: int | None,
-    ) -> bytes:
-        key = path[1:] if path.startswith("/") else path
-        storage = self._storage
-        bucket = self._bucket
-
-        async def read(client: Any) -> tuple[bytes, Any, Any]:
-            headers = {"Range": f"bytes={start}-{end - 1}"}
-            response_headers, data = await client.media(bucket, key, headers)
-            return data, response_headers.get("ETag"), response_headers.get("Last-Modified")
-
-        try:
-            data, got_etag, got_modified = await storage._retrying(  # noqa: SLF001
-                "read virtual chunk", key, read
-            )
-        except IcechunkError as err:
-            raise _translate(err, location) from None
-        _check_remote(location, etag, last_modified, got_etag, got_modified)
-        return _check_length(location, data, start, end)
+    async def _read_range(self, client: Any, want: _RangeRequest) -> _RangeRead:
+        headers = {"Range": want.range_header}
+        response_headers, data = await client.media(self._bucket, want.key, headers)
+        return _RangeRead(data, response_headers.get("ETag"), response_headers.get("Last-Modified"))
 
 
 async def session_virtual_locations(session: Any) -> list[str]:

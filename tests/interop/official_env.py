@@ -266,6 +266,19 @@ def ensure_official_python() -> Path:
     return _official_python
 
 
+def official_python_or_skip() -> Path:
+    """:func:`ensure_official_python` for a test, which is skipped instead when the
+    environment cannot be built and ``ICECHUNK_INTEROP_OPTIONAL=1``."""
+    try:
+        return ensure_official_python()
+    except OfficialEnvError as exc:
+        if not optional():
+            raise
+        import pytest
+
+        pytest.skip(f"official icechunk environment unavailable: {exc}")
+
+
 def build_info() -> dict:
     """Contents of the marker file of the (finished) official environment."""
     return json.loads((VENV_DIR / MARKER_NAME).read_text())

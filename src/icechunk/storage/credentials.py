@@ -22,6 +22,27 @@ from typing import Any
 
 from icechunk.exceptions import InvalidInputError
 
+__all__ = [
+    "AnyGcsCredential",
+    "AnyGcsStaticCredential",
+    "AnyS3Credential",
+    "GcsBearerCredential",
+    "GcsCredentials",
+    "GcsStaticCredentials",
+    "S3Credentials",
+    "S3StaticCredentials",
+    "gcs_anonymous_credentials",
+    "gcs_credentials",
+    "gcs_from_env_credentials",
+    "gcs_refreshable_credentials",
+    "gcs_static_credentials",
+    "s3_anonymous_credentials",
+    "s3_credentials",
+    "s3_from_env_credentials",
+    "s3_refreshable_credentials",
+    "s3_static_credentials",
+]
+
 # Refresh credentials this long before they expire, so a request signed with
 # them does not reach the server after the deadline.
 REFRESH_MARGIN = timedelta(seconds=30)

@@ -14,12 +14,12 @@ the lost-response check happen in ``_remote``. We use ``gcsfs.core``'s plain
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from datetime import UTC, datetime
 from typing import Any
 
+from icechunk._sync import run_blocking
 from icechunk.exceptions import InvalidInputError, StorageError
 from icechunk.storage._remote import (
     BucketStorage,
@@ -160,7 +160,7 @@ class GcsStorage(BucketStorage):
                 sock_connect=(timeouts.connect_timeout_ms or 0) / 1000.0 or None,
             )
         requester_pays = self._config.get("requester_pays")
-        fs = await asyncio.to_thread(
+        fs = await run_blocking(
             GCSFileSystem,
             project=self._config.get("project", ""),
             token=token,
@@ -195,7 +195,7 @@ class GcsStorage(BucketStorage):
         if isinstance(creds, GcsCredentials.FromEnv):
             return None, None
         if isinstance(creds, GcsCredentials.Refreshable):
-            bearer = await asyncio.to_thread(creds.fetch)
+            bearer = await run_blocking(creds.fetch)
             return _bearer_credentials(bearer.bearer, bearer.expires_after), bearer.expires_after
         static = creds.credentials  # type: ignore[union-attr]
         if isinstance(

@@ -7,10 +7,14 @@ listings skip them.
 
 Writes never expose partial files: data goes to a temporary file in the target
 directory, which is then renamed into place. Plain :meth:`put` does not fsync:
-it writes immutable, content-addressed objects (chunks, manifests, snapshots,
-possibly millions of them) that only become reachable once the ``repo`` file
-points at them, and that file *is* written durably. After a crash, at worst some
-unreachable objects are lost or truncated, which garbage collection ignores.
+it writes immutable objects under fresh random names (chunks, manifests,
+snapshots, possibly millions of them) that only become reachable once the
+``repo`` file points at them; the swap of that file is fsynced (the file and its
+directory). If the process dies at any point, the repository stays readable at
+its last commit and at worst some unreachable objects are left for garbage
+collection. A power failure is another matter: the kernel may not have written
+the objects of the latest commits to disk yet, as with any storage that does not
+fsync every object.
 
 The conditional writes (used for ``repo`` only) are safe for many processes at
 once: the check and the swap happen while holding ``fcntl.flock`` on the
@@ -21,7 +25,6 @@ different files of the same name).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import fcntl
@@ -34,6 +37,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import TypeVar
 
+from icechunk._sync import run_blocking
 from icechunk.exceptions import (
     IcechunkError,
     InvalidInputError,
@@ -230,7 +234,7 @@ class LocalFileSystemStorage(Storage):
     async def _run(self, key: str, reading: bool, func: Callable[..., T], *args: object) -> T:
         """Run blocking ``func(*args)`` in a thread, translating OS errors."""
         try:
-            return await asyncio.to_thread(func, *args)
+            return await run_blocking(func, *args)
         except IcechunkError:
             raise
         except OSError as err:
@@ -351,7 +355,7 @@ class LocalFileSystemStorage(Storage):
         walker = self._walk(prefix)
         try:
             while True:
-                batch = await asyncio.to_thread(_take, walker, _LIST_BATCH)
+                batch = await run_blocking(_take, walker, _LIST_BATCH)
                 for info in batch:
                     yield info
                 if len(batch) < _LIST_BATCH:
@@ -396,7 +400,7 @@ class LocalFileSystemStorage(Storage):
             keys = [keys]
         items = [(key, self._path(key)) for key in keys]
         if items:
-            await asyncio.to_thread(self._delete_sync, items)
+            await run_blocking(self._delete_sync, items)
 
     def _delete_sync(self, items: list[tuple[str, str]]) -> None:
         parents: set[str] = set()

@@ -31,6 +31,7 @@ from enum import Enum
 from typing import Any
 from urllib.parse import urlparse
 
+from icechunk._sync import run_blocking
 from icechunk.exceptions import InvalidInputError, StorageError
 from icechunk.storage._remote import (
     BucketStorage,
@@ -346,7 +347,7 @@ class S3Storage(BucketStorage):
         elif isinstance(credentials, S3Credentials.Static):
             static = credentials.credentials
         elif isinstance(credentials, S3Credentials.Refreshable):
-            static = await asyncio.to_thread(credentials.fetch)
+            static = await run_blocking(credentials.fetch)
         expires_at = static.expires_after if static is not None else None
         lean = _lean_plan(options, self._bucket, static, anonymous)
         if lean is None:
@@ -423,7 +424,7 @@ class S3Storage(BucketStorage):
             kwargs["aws_secret_access_key"] = static.secret_access_key
             if static.session_token is not None:
                 kwargs["aws_session_token"] = static.session_token
-        session = await asyncio.to_thread(_shared_session)
+        session = await run_blocking(_shared_session)
         creator = session.create_client(
             "s3",
             region_name=options.region,

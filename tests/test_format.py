@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from icechunk.exceptions import CorruptObjectError, InvalidInputError, UnsupportedSpecVersionError
+from icechunk.format import flatbuf as fb
 from icechunk.format.header import HEADER_LEN, MAGIC, FileType, decode_file, encode_file
 from icechunk.format.ids import (
     INITIAL_SNAPSHOT_ID,
@@ -16,7 +17,12 @@ from icechunk.format.ids import (
     encode_base32,
     normalize_id12,
 )
-from icechunk.format.manifest import decode_manifest, encode_manifest
+from icechunk.format.manifest import (
+    InlineChunk,
+    VirtualChunk,
+    decode_manifest,
+    encode_manifest,
+)
 from icechunk.format.repo_info import (
     Availability,
     RepoInfo,
@@ -222,3 +228,40 @@ def test_repo_info_encoder_moves_parents_when_snapshots_sort_before_them() -> No
     assert again.snapshots == info.snapshots
     assert again.tags["early"] == early.id
     assert again.snapshots["T" * 19 + "0"].parent_id == "Q" * 19 + "0"
+
+
+def _virtual_refs(n: int) -> list[tuple[tuple[int, int], VirtualChunk]]:
+    refs = []
+    for i in range(n):
+        etag = None if i % 3 else f'"etag-{i}"'
+        modified = 0 if i % 2 else 1_700_000_000 + i
+        location = f"s3://bucket/data/file-{i % 7}.nc" if i % 5 else f"file:///tmp/é-{i}.h5"
+        refs.append(((i // 40, i % 40), VirtualChunk(location, 8 * i, 100 + i, etag, modified)))
+    return refs
+
+
+@pytest.mark.parametrize("n", [1, 37, 1500], ids=lambda n: f"{n}-refs")
+def test_virtual_manifests_round_trip(n: int) -> None:
+    refs = _virtual_refs(n)
+    data = encode_manifest("M" * 19 + "0", [("N" * 12 + "0", refs)])
+    manifest = decode_manifest(data, "M" * 19 + "0")
+    expected = [(c, replace(p, last_modified=p.last_modified or None)) for c, p in refs]
+    assert list(manifest.iter_refs("N" * 12 + "0")) == expected
+    assert manifest.lookup("N" * 12 + "0", refs[-1][0]) == expected[-1][1]
+    plain = encode_manifest("M" * 19 + "0", [("N" * 12 + "0", refs)], location_compression=None)
+    assert list(decode_manifest(plain, "M" * 19 + "0").iter_refs("N" * 12 + "0")) == expected
+
+    # from 1000 virtual refs on, locations are stored zstd-compressed with a dictionary
+    def dictionary(raw: bytes) -> bytes | None:
+        return fb.Table.root(decode_file(raw, FileType.MANIFEST, "manifest")[1]).byte_vector(2)
+
+    assert dictionary(plain) is None
+    assert (dictionary(data) is not None) == (n >= 1000)
+
+
+def test_manifest_mixing_virtual_and_inline_refs_round_trips() -> None:
+    refs: list = _virtual_refs(20)
+    refs[3] = (refs[3][0], InlineChunk(b"inline"))
+    data = encode_manifest("M" * 19 + "0", [("N" * 12 + "0", refs)])
+    got = list(decode_manifest(data, "M" * 19 + "0").iter_refs("N" * 12 + "0"))
+    assert got[3] == refs[3] and got[4][1].location == refs[4][1].location

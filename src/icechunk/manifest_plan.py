@@ -23,6 +23,7 @@ from icechunk.format.manifest import (
     LocationCompression,
     VirtualChunk,
     encode_manifest,
+    encode_virtual_manifest,
 )
 from icechunk.format.manifest_writer import RefColumns, encode_manifest_payload
 
@@ -110,7 +111,16 @@ def encode_group(
     location_compression: LocationCompression | None = DEFAULT_LOCATION_COMPRESSION,
 ) -> bytes:
     """The manifest file holding one group of one array."""
-    if VirtualChunk in set(map(type, group.payloads)):
+    kinds = set(map(type, group.payloads))
+    if kinds == {VirtualChunk}:
+        return encode_virtual_manifest(
+            manifest_id,
+            node_id,
+            RefColumns(group.coords, group.payloads),
+            compression_level=level,
+            location_compression=location_compression,
+        )
+    if VirtualChunk in kinds:  # mixed with inline or native references: rare
         return encode_manifest(
             manifest_id,
             [(node_id, group.refs)],

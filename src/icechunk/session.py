@@ -8,7 +8,7 @@ import enum
 import hashlib
 import random
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -514,13 +514,19 @@ class Session:
 
     def set_chunk_ref(self, node: Node, coords: ChunkCoords, payload: ChunkPayload) -> None:
         """Record an already-built reference (a virtual one) for one chunk."""
+        self.set_chunk_refs(node, [(coords, payload)])
+
+    def set_chunk_refs(self, node: Node, refs: Sequence[tuple[ChunkCoords, ChunkPayload]]) -> None:
+        """Record already-built references (virtual ones); all or none if one is out of bounds."""
         self._check_data_writable()
-        if not node.meta.in_bounds(coords):
-            raise InvalidInputError(
-                f"chunk {list(coords)} is outside the chunk grid {list(node.meta.grid)} "
-                f"of array {node.path}"
-            )
-        self._changes.chunks.setdefault(node.id, {})[coords] = payload
+        in_bounds = node.meta.in_bounds
+        for coords, _ in refs:
+            if not in_bounds(coords):
+                raise InvalidInputError(
+                    f"chunk {list(coords)} is outside the chunk grid {list(node.meta.grid)} "
+                    f"of array {node.path}"
+                )
+        self._changes.chunks.setdefault(node.id, {}).update(refs)
 
     def all_virtual_chunk_locations(self) -> list[str]:
         """The locations of every virtual chunk this session sees (one per chunk)."""

@@ -31,7 +31,7 @@ from icechunk.virtual import (
     VirtualChunkResolver,
     VirtualChunkSpec,
     make_virtual_chunk,
-    spec_to_chunk,
+    spec_to_ref,
 )
 
 if TYPE_CHECKING:
@@ -364,7 +364,7 @@ class IcechunkStore(Store):
         """Async :meth:`set_virtual_refs`."""
         self._check_writable()
         node = self._array_node(array_path)
-        refs = [(tuple(spec.index), spec_to_chunk(spec)) for spec in chunks]
+        refs = list(map(spec_to_ref, chunks))
         return self._record_refs(node, refs, validate_containers)
 
     def set_virtual_refs_arr(
@@ -454,21 +454,23 @@ class IcechunkStore(Store):
         refs: list[tuple[ChunkCoords, VirtualChunk]],
         validate: bool,
     ) -> list[tuple[int, ...]] | None:
-        resolver = self._resolver() if validate else None
         failed: list[tuple[int, ...]] = []
-        accepted = []
-        for coords, chunk in refs:
-            if resolver is not None and resolver.matching_container(chunk.location) is None:
-                failed.append(coords)
-                continue
-            if not node.meta.in_bounds(coords):
-                raise InvalidInputError(
-                    f"chunk {list(coords)} is outside the chunk grid {list(node.meta.grid)} "
-                    f"of array {node.path}"
-                )
-            accepted.append((coords, chunk))
-        for coords, chunk in accepted:
-            self._session.set_chunk_ref(node, coords, chunk)
+        if validate:
+            resolver = self._resolver()
+            known: dict[str, bool] = {}  # location -> has a container
+            accepted = []
+            for coords, chunk in refs:
+                ok = known.get(chunk.location)
+                if ok is None:
+                    ok = known[chunk.location] = (
+                        resolver.matching_container(chunk.location) is not None
+                    )
+                if ok:
+                    accepted.append((coords, chunk))
+                else:
+                    failed.append(coords)
+            refs = accepted
+        self._session.set_chunk_refs(node, refs)
         return failed or None
 
     async def set_if_not_exists(self, key: str, value: Buffer) -> None:

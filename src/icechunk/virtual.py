@@ -20,6 +20,7 @@ bytes that no longer belong to the chunk.
 from __future__ import annotations
 
 import email.utils
+import functools
 import os
 import posixpath
 import warnings
@@ -169,7 +170,7 @@ class VirtualChunkSpec:
         last_updated_at_checksum: datetime | None = None,
     ) -> None:
         try:
-            self._index = [int(i) for i in index]
+            self._index = list(map(int, index))
         except (TypeError, ValueError):
             raise InvalidVirtualRefError(
                 f"VirtualChunkSpec index must be a list of ints, got {index!r}"
@@ -224,6 +225,8 @@ class VirtualChunkSpec:
 
 
 def _check_uint(value: Any, what: str) -> int:
+    if type(value) is int and 0 <= value <= _MAX_U64:  # the common case, first
+        return value
     if isinstance(value, bool) or not hasattr(value, "__index__"):
         raise InvalidVirtualRefError(f"virtual chunk {what} must be an int, got {value!r}")
     value = int(value)
@@ -244,6 +247,11 @@ def normalize_location(location: str) -> str:
     """``location`` as stored: scheme lowercased; ``file://`` paths resolved and %-encoded."""
     if not isinstance(location, str):
         raise InvalidVirtualRefError(f"virtual chunk location must be a str, got {location!r}")
+    return _normalize_location(location)
+
+
+@functools.lru_cache(maxsize=4096)  # a manifest's refs tend to share a few files
+def _normalize_location(location: str) -> str:
     if "://" not in location:
         raise InvalidVirtualRefError(
             f"cannot parse virtual chunk location {location!r}: it must be an absolute URL "
@@ -297,15 +305,23 @@ def make_virtual_chunk(
     )
 
 
-def spec_to_chunk(spec: VirtualChunkSpec) -> VirtualChunk:
+def spec_to_ref(spec: VirtualChunkSpec) -> tuple[tuple[int, ...], VirtualChunk]:
+    """The chunk coordinates and manifest payload of a spec."""
     if not isinstance(spec, VirtualChunkSpec):
         raise InvalidVirtualRefError(
             f"set_virtual_refs takes ic.VirtualChunkSpec objects, got {type(spec).__name__}"
         )
-    checksum: str | datetime | None = spec.etag_checksum
-    if checksum is None:
-        checksum = spec.last_updated_at_checksum
-    return make_virtual_chunk(spec.location, spec.offset, spec.length, checksum)
+    # the spec checked its offset, length and checksum types when it was made
+    etag = spec._etag_checksum  # noqa: SLF001
+    modified = spec._last_updated_at_checksum  # noqa: SLF001
+    chunk = VirtualChunk(
+        normalize_location(spec._location),  # noqa: SLF001
+        spec._offset,  # noqa: SLF001
+        spec._length,  # noqa: SLF001
+        etag,
+        None if etag is not None or modified is None else checksum_seconds(modified),
+    )
+    return tuple(spec._index), chunk  # noqa: SLF001
 
 
 # -- the resolver ---------------------------------------------------------------------------

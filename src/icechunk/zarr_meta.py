@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from icechunk.exceptions import InvalidInputError
@@ -16,17 +16,18 @@ class ArrayMeta:
     dimension_names: tuple[str | None, ...] | None
     key_encoding: str  # "default" or "v2"
     separator: str
+    #: number of chunks along each dimension
+    grid: tuple[int, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        grid = tuple(
+            -(-s // c) if c else 0 for s, c in zip(self.shape, self.chunk_shape, strict=True)
+        )
+        object.__setattr__(self, "grid", grid)
 
     @property
     def ndim(self) -> int:
         return len(self.shape)
-
-    @property
-    def grid(self) -> tuple[int, ...]:
-        """Number of chunks along each dimension."""
-        return tuple(
-            -(-s // c) if c else 0 for s, c in zip(self.shape, self.chunk_shape, strict=True)
-        )
 
     def in_bounds(self, coords: tuple[int, ...]) -> bool:
         grid = self.grid

@@ -18,7 +18,7 @@ from icechunk.exceptions import CorruptObjectError
 from icechunk.format import flatbuf as fb
 from icechunk.format.header import FileType, decode_file, encode_file
 from icechunk.format.ids import encode_base32, id8_to_bytes, id12_to_bytes
-from icechunk.format.manifest_writer import encode_manifest_payload
+from icechunk.format.manifest_writer import RefColumns, encode_manifest_payload
 
 _u32 = struct.Struct("<I").unpack_from
 
@@ -250,17 +250,13 @@ def encode_manifest(
     if not locations:
         payload = encode_manifest_payload(manifest_id, ordered)
         return encode_file(FileType.MANIFEST, payload, level=compression_level)
-    dictionary = None
-    if location_compression is not None:
-        num_refs = sum(len(refs) for _, refs in ordered)
-        dictionary = train_location_dictionary(num_refs, locations, location_compression)
-    compress = None
-    if dictionary is not None:
-        assert location_compression is not None
-        compress = zstandard.ZstdCompressor(
-            level=location_compression.level,
-            dict_data=zstandard.ZstdCompressionDict(dictionary),
-        ).compress
+    num_refs = sum(len(refs) for _, refs in ordered)
+    dictionary, compress = _location_dictionary(num_refs, locations, location_compression)
+    if all(_one_kind(refs) for _, refs in ordered):
+        payload = encode_manifest_payload(
+            manifest_id, ordered, dictionary=dictionary, compress=compress
+        )
+        return encode_file(FileType.MANIFEST, payload, level=compression_level)
     b = fb.new_builder(1 << 16)
     array_offs = []
     for node_id, refs in ordered:
@@ -283,6 +279,44 @@ def encode_manifest(
         b.Slot(3)
     root = b.EndObject()
     return encode_file(FileType.MANIFEST, fb.finish(b, root), level=compression_level)
+
+
+def encode_virtual_manifest(
+    manifest_id: str,
+    node_id: str,
+    refs: RefColumns,
+    *,
+    compression_level: int = 3,
+    location_compression: LocationCompression | None = DEFAULT_LOCATION_COMPRESSION,
+) -> bytes:
+    """A manifest of one array whose references are all virtual, given as columns."""
+    locations = [p.location for p in refs.payloads]  # type: ignore[attr-defined]
+    dictionary, compress = _location_dictionary(len(locations), locations, location_compression)
+    payload = encode_manifest_payload(
+        manifest_id, [(node_id, refs)], dictionary=dictionary, compress=compress
+    )
+    return encode_file(FileType.MANIFEST, payload, level=compression_level)
+
+
+def _location_dictionary(
+    num_refs: int, locations: Sequence[str], config: LocationCompression | None
+) -> tuple[bytes | None, Callable[[bytes], bytes] | None]:
+    """The trained dictionary for these locations and a compressor bound to it, if any."""
+    if config is None:
+        return None, None
+    dictionary = train_location_dictionary(num_refs, locations, config)
+    if dictionary is None:
+        return None, None
+    compressor = zstandard.ZstdCompressor(
+        level=config.level, dict_data=zstandard.ZstdCompressionDict(dictionary)
+    )
+    return dictionary, compressor.compress
+
+
+def _one_kind(refs: Sequence[tuple[ChunkCoords, ChunkPayload]]) -> bool:
+    """All virtual or none virtual (what the columnar writer handles)."""
+    virtual = [type(p) is VirtualChunk for _, p in refs]
+    return all(virtual) or not any(virtual)
 
 
 def _encode_ref(

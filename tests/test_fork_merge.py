@@ -300,6 +300,34 @@ def test_identical_native_writes_do_not_conflict() -> None:
     np.testing.assert_array_equal(got[0], data)
 
 
+def test_native_writes_of_equal_size_but_other_bytes_conflict() -> None:
+    """Equal lengths under different ids: the merge compares the bytes, and they differ."""
+    repo = ic.Repository.create(ic.in_memory_storage())
+    session = repo.writable_session("main")
+    zarr.create_array(
+        session.store, name="big", shape=(2, 512), chunks=(1, 512), dtype="float64",
+        fill_value=0.0, compressors=None,
+    )  # fmt: skip
+    session.commit("setup")
+    session = repo.writable_session("main")
+    first, second = session.fork(), session.fork()
+    zarr.open_array(first.store, path="big", mode="r+")[0] = np.full(512, 1.0)
+    zarr.open_array(second.store, path="big", mode="r+")[0] = np.full(512, 2.0)
+    with pytest.raises(ic.MergeConflictError):
+        session.merge(first, second)
+    # the parent itself rewrote the chunk after forking: the same question, same answer
+    third = session.fork()
+    zarr.open_array(third.store, path="big", mode="r+")[1] = np.full(512, 3.0)
+    zarr.open_array(session.store, path="big", mode="r+")[1] = np.full(512, 4.0)
+    with pytest.raises(ic.MergeConflictError):
+        session.merge(third)
+    zarr.open_array(session.store, path="big", mode="r+")[1] = np.full(512, 3.0)
+    session.merge(third)  # now both wrote the same bytes
+    session.commit("merged")
+    got = zarr.open_array(repo.readonly_session(branch="main").store, path="big", mode="r")
+    assert got[1].tolist() == [3.0] * 512
+
+
 def test_parent_and_fork_changing_the_same_chunk_conflict() -> None:
     repo = memory_repo()
     session = repo.writable_session("main")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from icechunk._sync import run
 from icechunk.exceptions import InvalidInputError
 from icechunk.fork import ForkSession, merge_forks
 
@@ -51,5 +52,5 @@ def merge_sessions(*values: Any) -> ForkSession:
         inherited=first._inherited.copy(),
         origin=first._origin,
     )
-    merge_forks(merged, forks)
+    run(merge_forks(merged, forks))
     return merged

@@ -9,9 +9,12 @@ item changed differently, or one deleting (or shrinking) what another wrote.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from icechunk._sync import run_blocking
 from icechunk.changeset import ChangeSet, NodeChange
 from icechunk.conflicts import Conflict, ConflictType
 from icechunk.exceptions import InvalidInputError, MergeConflictError, SessionStateError
@@ -28,8 +31,6 @@ _REVERTED: Any = "reverted"  # a metadata edit undone: back to the snapshot's ve
 
 class ForkSession(Session):
     """A writable session that can be pickled to workers and merged back; it cannot commit."""
-
-    _digests = True
 
     def __init__(
         self,
@@ -187,17 +188,49 @@ def _contradictions(a: _Effects, b: _Effects, is_array: dict[str, bool]) -> list
     return found
 
 
-def _same(a: Any, b: Any) -> bool:
-    """Equal values; two uploads of identical bytes count as the same chunk."""
-    if a == b:
-        return True
-    return (
-        isinstance(a, NativeChunk)
-        and isinstance(b, NativeChunk)
-        and a.digest is not None
-        and a.digest == b.digest
-        and a.length == b.length
-    )
+class _Sameness:
+    """Decides whether two claims on one key are the same value.
+
+    Two uploads of identical bytes count as the same chunk. Uploads get fresh random ids,
+    so that takes their contents: rather than hashing every chunk a fork writes, a merge
+    notes the pairs it could not decide (``undecided``), reads just those chunks, and
+    plans again with their ``digests``.
+    """
+
+    def __init__(self, digests: dict[NativeChunk, bytes] | None = None) -> None:
+        self.digests = digests or {}
+        self.undecided: set[NativeChunk] = set()
+
+    def __call__(self, a: Any, b: Any) -> bool:
+        if a == b:
+            return True
+        if not (isinstance(a, NativeChunk) and isinstance(b, NativeChunk)):
+            return False
+        if a.length != b.length:
+            return False
+        da, db = self.digests.get(a), self.digests.get(b)
+        if da is None or db is None:
+            self.undecided.update((a, b))
+            return False
+        return da == db
+
+
+async def _digests(session: Session, chunks: set[NativeChunk]) -> dict[NativeChunk, bytes]:
+    """Content digests of these chunks, read concurrently."""
+    objects = session._repo._objects
+    semaphore = asyncio.Semaphore(16)
+
+    async def digest(chunk: NativeChunk) -> bytes:
+        async with semaphore:
+            data = await objects.chunk_bytes(chunk, None)
+        return await run_blocking(_blake2b, data)
+
+    found = await asyncio.gather(*(digest(c) for c in chunks))
+    return dict(zip(chunks, found, strict=True))
+
+
+def _blake2b(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()
 
 
 def _value(changes: ChangeSet, key: _Key) -> Any:
@@ -215,7 +248,7 @@ def _value(changes: ChangeSet, key: _Key) -> Any:
 # merging
 
 
-def merge_forks(session: Session, forks: list[ForkSession]) -> None:
+async def merge_forks(session: Session, forks: list[ForkSession]) -> None:
     """Apply every fork's delta to ``session``, or raise MergeConflictError listing all conflicts."""
     for fork in forks:
         if not isinstance(fork, ForkSession):
@@ -232,6 +265,26 @@ def merge_forks(session: Session, forks: list[ForkSession]) -> None:
                 "this fork was made from another session: merge a fork only into the session "
                 "it was forked from (or into a sibling fork combining them)"
             )
+    same = _Sameness()
+    claims, conflicts = _plan(session, forks, same)
+    if same.undecided:  # uploads of equal length under different ids: compare their bytes
+        same = _Sameness(await _digests(session, same.undecided))
+        claims, conflicts = _plan(session, forks, same)
+    if conflicts:
+        unique = list(dict.fromkeys(conflicts))
+        raise MergeConflictError(
+            f"cannot merge: {len(unique)} conflict(s) between forks: "
+            + "; ".join(map(str, unique[:10])),
+            snapshot=session.snapshot_id,
+            conflicts=unique,
+        )
+    _apply(session, claims)
+
+
+def _plan(
+    session: Session, forks: list[ForkSession], same: _Sameness
+) -> tuple[dict[_Key, Any], list[Conflict]]:
+    """What merging would claim, and the conflicts it would meet (no side effects)."""
     deltas = [_delta(fork._changes, fork._inherited) for fork in forks]
     is_array = {n.id: n.is_array for n in session._snapshot.nodes.values()}
     for fork in forks:
@@ -250,26 +303,17 @@ def merge_forks(session: Session, forks: list[ForkSession]) -> None:
         conflicts += _contradictions(effects[index], parent, is_array)
         for key, value in delta.items():
             if key in claims:
-                if not _same(claims[key], value):
+                if not same(claims[key], value):
                     clashes[key] = None
                 continue
             current = _value(session._changes, key)
-            if not _same(current, _value(fork._inherited, key)) and not _same(current, value):
+            if not same(current, _value(fork._inherited, key)) and not same(current, value):
                 clashes[key] = None
             claims[key] = value
         for other in range(index):
             conflicts += _contradictions(effects[other], effects[index], is_array)
             conflicts += _contradictions(effects[index], effects[other], is_array)
-    conflicts = _describe(session, list(clashes)) + conflicts
-    if conflicts:
-        unique = list(dict.fromkeys(conflicts))
-        raise MergeConflictError(
-            f"cannot merge: {len(unique)} conflict(s) between forks: "
-            + "; ".join(map(str, unique[:10])),
-            snapshot=session.snapshot_id,
-            conflicts=unique,
-        )
-    _apply(session, claims)
+    return claims, _describe(session, list(clashes)) + conflicts
 
 
 def _apply(session: Session, delta: dict[_Key, Any]) -> None:

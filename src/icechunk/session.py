@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import enum
-import hashlib
 import random
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
@@ -13,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from icechunk import keys
-from icechunk._sync import run, run_blocking
+from icechunk._sync import run
 from icechunk.changeset import ChangeSet, NodeChange
 from icechunk.conflicts import ConflictSolver
 from icechunk.exceptions import (
@@ -97,18 +96,9 @@ class Node:
         return parse_array_meta(self.user_data)
 
 
-# Only forks hash their chunks: merges use the digests to recognise identical uploads.
-_DIGEST_IN_THREAD_BYTES = 256 * 1024
-
-
-def _digest(data: bytes) -> bytes:
-    return hashlib.blake2b(data, digest_size=16).digest()
-
-
 class Session:
     """A view of one snapshot; writable sessions collect changes and commit them."""
 
-    _digests = False  # hash native chunks as they are written (ForkSession turns it on)
     _rewrite_manifests = False  # rewrite every manifest on flush (Repository.rewrite_manifests)
 
     def __init__(
@@ -499,16 +489,8 @@ class Session:
             payload: ChunkPayload = InlineChunk(bytes(data))
         else:
             chunk_id = new_id12()
-            upload = self._repo.storage.put(keys.chunk_key(chunk_id), data)
-            digest = None
-            if not self._digests:
-                await upload
-            elif len(data) < _DIGEST_IN_THREAD_BYTES:
-                await upload
-                digest = _digest(data)
-            else:  # hashing a big chunk holds no lock: do it beside the upload
-                _, digest = await asyncio.gather(upload, run_blocking(_digest, data))
-            payload = NativeChunk(chunk_id, 0, len(data), digest)
+            await self._repo.storage.put(keys.chunk_key(chunk_id), data)
+            payload = NativeChunk(chunk_id, 0, len(data))
         self._check_writable()  # a commit may have finished while we uploaded
         self._changes.chunks.setdefault(node.id, {})[coords] = payload
 
@@ -887,7 +869,7 @@ class Session:
         from icechunk.fork import merge_forks
 
         self._check_writable()
-        merge_forks(self, list(others))
+        await merge_forks(self, list(others))
 
     async def _flush(self, message: str, metadata: dict[str, Any]) -> Snapshot:
         """Write manifests, transaction log and snapshot; return the new snapshot."""

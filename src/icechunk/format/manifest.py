@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import zstandard
 
@@ -32,16 +32,11 @@ class InlineChunk:
 
 @dataclass(frozen=True, slots=True)
 class NativeChunk:
-    """Bytes ``[offset, offset+length)`` of the object ``chunks/<chunk_id>``.
-
-    ``digest`` (a hash of the bytes, known only for chunks written in this process
-    and never stored) lets merges recognise two uploads of identical data.
-    """
+    """Bytes ``[offset, offset+length)`` of the object ``chunks/<chunk_id>``."""
 
     chunk_id: str
     offset: int
     length: int
-    digest: bytes | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,6 +67,16 @@ async def test_put_get_round_trip(storage: Storage) -> None:
 
 
 @pytest.mark.asyncio
+async def test_put_fresh_takes_a_view_and_keeps_no_reference(storage: Storage) -> None:
+    buffer = bytearray(b"chunk bytes")
+    await storage.put_fresh("chunks/NEW", memoryview(buffer))
+    buffer[:5] = b"XXXXX"  # the caller reuses its buffer once put_fresh returned
+    assert await storage.get("chunks/NEW") == b"chunk bytes"
+    assert await storage.get("chunks/NEW", ByteRange(0, 5)) == b"chunk"
+    assert [o.key async for o in storage.list("chunks/")] == ["chunks/NEW"]
+
+
+@pytest.mark.asyncio
 async def test_byte_ranges(storage: Storage) -> None:
     data = bytes(range(100))
     await storage.put("chunks/c", data)

@@ -476,7 +476,7 @@ class Session:
             return None
         return await self._repo._objects.chunk_bytes(payload, byte_range)
 
-    async def set_chunk(self, node: Node, coords: ChunkCoords, data: bytes) -> None:
+    async def set_chunk(self, node: Node, coords: ChunkCoords, data: bytes | memoryview) -> None:
         self._check_data_writable()
         if not node.meta.in_bounds(coords):
             raise InvalidInputError(
@@ -489,7 +489,7 @@ class Session:
             payload: ChunkPayload = InlineChunk(bytes(data))
         else:
             chunk_id = new_id12()
-            await self._repo.storage.put(keys.chunk_key(chunk_id), data)
+            await self._repo.storage.put_fresh(keys.chunk_key(chunk_id), data)
             payload = NativeChunk(chunk_id, 0, len(data))
         self._check_writable()  # a commit may have finished while we uploaded
         self._changes.chunks.setdefault(node.id, {})[coords] = payload

@@ -244,9 +244,8 @@ class IcechunkStore(Store):
         self._check_writable()
         if not isinstance(value, Buffer):
             raise TypeError(f"expected a zarr Buffer, got {type(value).__name__}")
-        data = value.to_bytes()
         if key == _META or key.endswith("/" + _META):
-            self._session.set_metadata(_node_path(key[: -len(_META)]), data)
+            self._session.set_metadata(_node_path(key[: -len(_META)]), value.to_bytes())
             return
         resolved = self._resolve_chunk(key)
         if resolved is None:
@@ -254,7 +253,8 @@ class IcechunkStore(Store):
                 f"cannot store key {key!r}: icechunk stores zarr.json documents and chunks of "
                 "existing arrays only"
             )
-        await self._session.set_chunk(*resolved, data)
+        # a view, not a copy: chunks can be large and the write finishes before we return
+        await self._session.set_chunk(*resolved, value.as_buffer_like())
 
     # ------------------------------------------------------------------
     # zarr's synchronous store surface (SupportsGetSync / SetSync / DeleteSync)

@@ -86,6 +86,15 @@ class Storage(ABC):
     async def put(self, key: str, data: bytes) -> None:
         """Write an object unconditionally (readers never see a partial object)."""
 
+    async def put_fresh(self, key: str, data: bytes | memoryview) -> None:
+        """Write a new object under a fresh random name that nothing refers to yet.
+
+        Nobody reads such an object before a commit points at it, so a backend may skip
+        what :meth:`put` does to hide partial objects. ``data`` may be a view of the
+        caller's buffer, valid until this returns. The default is :meth:`put` of a copy.
+        """
+        await self.put(key, bytes(data))
+
     @abstractmethod
     async def put_if_absent(self, key: str, data: bytes) -> Version:
         """Create an object only if the key is free.

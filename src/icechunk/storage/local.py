@@ -139,6 +139,12 @@ def _create_in_dir(
     return os.open(path, flags | os.O_CLOEXEC, 0o666), path
 
 
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 def _temp_name() -> str:
     # unique within the process; O_EXCL settles clashes with other processes or leftovers
     return f"{_TMP_PREFIX}{os.getpid():x}-{next(_TMP_COUNTER):x}-{_TMP_SALT}"
@@ -155,9 +161,7 @@ def _write_temp(directory: str, data: bytes, durable: bool) -> str:
                 raise
     try:
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            _write_all(fd, data)
             if durable:
                 os.fsync(fd)
         finally:
@@ -286,6 +290,25 @@ class LocalFileSystemStorage(Storage):
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+            raise
+
+    async def put_fresh(self, key: str, data: bytes | memoryview) -> None:
+        await self._run(key, False, self._put_fresh_sync, self._path(key), data)
+
+    @staticmethod
+    def _put_fresh_sync(path: str, data: bytes | memoryview) -> None:
+        # straight to the final name: no reader looks for it before a commit refers to it
+        fd, _ = _create_in_dir(
+            os.path.dirname(path), os.path.basename(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        )
+        try:
+            try:
+                _write_all(fd, data)
+            finally:
+                os.close(fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
             raise
 
     async def put_if_absent(self, key: str, data: bytes) -> Version:

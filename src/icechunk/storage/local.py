@@ -6,7 +6,10 @@ and lock files (``.<name>.lock``). Keys with such components are rejected and
 listings skip them.
 
 Writes never expose partial files: data goes to a temporary file in the target
-directory, which is then renamed into place. Plain :meth:`put` does not fsync:
+directory, which is then renamed into place. The exception is :meth:`put_fresh`
+(new chunks under fresh random names): nothing refers to those before a commit, so
+they are written in place, and a crash mid-write leaves an unreferenced partial file
+for garbage collection. Plain :meth:`put` does not fsync:
 it writes immutable objects under fresh random names (chunks, manifests,
 snapshots, possibly millions of them) that only become reachable once the
 ``repo`` file points at them; the swap of that file is fsynced (the file and its

@@ -7,7 +7,7 @@ import os
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -545,19 +545,28 @@ class Repository(RepositoryAdmin, RepositoryMaintenance):
             cached = self._repo_info_cache = (data, decode_repo_info(data))
         return copy_repo_info(cached[1])
 
+    async def _write_backup(self, data: bytes) -> str:
+        """Keep a copy of a repo file about to be replaced; return its name."""
+        backup = _backup_name()
+        await self._storage.put(keys.backup_key(backup), data)
+        return backup
+
     async def _update_repo_info(
         self,
         mutate: Callable[[RepoInfo], Update],
         *,
         allow_offline: bool = False,
         current: tuple[bytes, Version, RepoInfo] | None = None,
+        current_backup: Awaitable[str] | None = None,
     ) -> RepoInfo:
         """Apply ``mutate`` to the latest repo info and swap it in atomically.
 
         ``mutate`` changes the info in place and returns the ops-log entry to add
         (its time is filled in here). It runs again on a fresh copy whenever
         another writer changed the file first, so it must only depend on its input.
-        ``current`` is a just-read (bytes, version, decoded info) to start from.
+        ``current`` is a just-read (bytes, version, decoded info) to start from, and
+        ``current_backup`` (from :meth:`_write_backup`) the backup of those bytes if the
+        caller already started writing it.
         """
         if self._spec_version != LATEST_SPEC_VERSION:
             raise UnsupportedSpecVersionError(
@@ -583,8 +592,10 @@ class Repository(RepositoryAdmin, RepositoryMaintenance):
             update = mutate(info)
             head_time = info.latest_updates[0].updated_at if info.latest_updates else 0
             update.updated_at = max(now_us(), update.updated_at, head_time + 1)
-            backup = _backup_name()
-            await self._storage.put(keys.backup_key(backup), data)
+            if current_backup is not None:
+                backup, current_backup = await current_backup, None
+            else:
+                backup = await self._write_backup(data)
             if info.latest_updates:
                 info.latest_updates[0].backup_path = backup
             info.latest_updates.insert(0, update)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import enum
 import random
@@ -623,7 +624,15 @@ class Session:
         if tip != parent:
             raise ConflictError(expected_parent=parent, actual_parent=tip)
         metadata = {**self._repo.default_commit_metadata(), **metadata}
-        new_snapshot = await self._flush(message, metadata)
+        # the swap below keeps a backup of the file just read: write it meanwhile
+        backup = asyncio.ensure_future(self._repo._write_backup(current[0]))
+        try:
+            new_snapshot = await self._flush(message, metadata)
+        except BaseException:
+            backup.cancel()
+            with contextlib.suppress(BaseException):
+                await backup
+            raise
 
         def mutate(info: RepoInfo) -> Update:
             if new_snapshot.id in info.snapshots:
@@ -653,7 +662,7 @@ class Session:
             )
 
         try:
-            await self._repo._update_repo_info(mutate, current=current)
+            await self._repo._update_repo_info(mutate, current=current, current_backup=backup)
         except _AlreadyCommitted:
             pass
         self._finish(new_snapshot)

@@ -114,6 +114,15 @@ def _read_file(path: str, byte_range: ByteRange | None = None) -> bytes:
         os.close(fd)
 
 
+def _large_explicit_range(byte_range: ByteRange | None, limit: int) -> bool:
+    return (
+        byte_range is not None
+        and byte_range.suffix is None
+        and byte_range.end is not None
+        and byte_range.end - byte_range.start > limit
+    )
+
+
 def _read_versioned(path: str) -> tuple[bytes, Version]:
     data = _read_file(path)
     return data, _version(data)
@@ -251,6 +260,9 @@ class LocalFileSystemStorage(Storage):
 
     async def get(self, key: str, byte_range: ByteRange | None = None) -> bytes:
         path = self._path(key)
+        if _large_explicit_range(byte_range, self.inline_read_limit):
+            # a chunk read (its size is in the manifest): straight to a worker thread
+            return await self._run(key, True, _read_file, path, byte_range)
         try:
             fd, size = _open_regular(path)
         except OSError as err:

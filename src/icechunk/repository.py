@@ -548,7 +548,7 @@ class Repository(RepositoryAdmin, RepositoryMaintenance):
     async def _write_backup(self, data: bytes) -> str:
         """Keep a copy of a repo file about to be replaced; return its name."""
         backup = _backup_name()
-        await self._storage.put(keys.backup_key(backup), data)
+        await self._storage.put_fresh(keys.backup_key(backup), data)  # referenced after the swap
         return backup
 
     async def _update_repo_info(

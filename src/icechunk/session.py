@@ -937,7 +937,7 @@ class Session:
 
         async def write(key: str, data: bytes) -> None:
             async with semaphore:
-                await storage.put(key, data)
+                await storage.put_fresh(key, data)  # fresh random names, unreferenced yet
 
         await asyncio.gather(*(write(key, data) for key, data in files))
         for manifest_id, data, _ in new_files:

@@ -162,15 +162,12 @@ def _temp_name() -> str:
     return f"{_TMP_PREFIX}{os.getpid():x}-{next(_TMP_COUNTER):x}-{_TMP_SALT}"
 
 
-def _write_temp(directory: str, data: bytes, durable: bool) -> str:
-    """Write ``data`` to a new temporary file in ``directory``; return its path."""
-    while True:
-        try:
-            fd, tmp = _create_in_dir(directory, _temp_name(), os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-            break
-        except FileExistsError:
-            if not os.path.isdir(directory):  # a path component is a file
-                raise
+def _write_new(directory: str, name: str, data: bytes | memoryview, durable: bool) -> str:
+    """Create ``directory/name`` (it must not exist yet) holding ``data``; return its path.
+
+    On failure the half-written file is removed again.
+    """
+    fd, path = _create_in_dir(directory, name, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     try:
         try:
             _write_all(fd, data)
@@ -180,9 +177,19 @@ def _write_temp(directory: str, data: bytes, durable: bool) -> str:
             os.close(fd)
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
+            os.unlink(path)
         raise
-    return tmp
+    return path
+
+
+def _write_temp(directory: str, data: bytes, durable: bool) -> str:
+    """Write ``data`` to a new temporary file in ``directory``; return its path."""
+    while True:
+        try:
+            return _write_new(directory, _temp_name(), data, durable)
+        except FileExistsError:
+            if not os.path.isdir(directory):  # a path component is a file
+                raise
 
 
 def _lock_key(directory: str, name: str, make_dirs: bool) -> int:
@@ -313,18 +320,7 @@ class LocalFileSystemStorage(Storage):
     @staticmethod
     def _put_fresh_sync(path: str, data: bytes | memoryview) -> None:
         # straight to the final name: no reader looks for it before a commit refers to it
-        fd, _ = _create_in_dir(
-            os.path.dirname(path), os.path.basename(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL
-        )
-        try:
-            try:
-                _write_all(fd, data)
-            finally:
-                os.close(fd)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-            raise
+        _write_new(os.path.dirname(path), os.path.basename(path), data, durable=False)
 
     async def put_if_absent(self, key: str, data: bytes) -> Version:
         return await self._run(key, False, self._create_sync, key, self._path(key), data)

@@ -281,7 +281,9 @@ def test_distributed(tmp_path: Path, client: Any) -> None:
     repo = make_repo(tmp_path)
     write_and_commit(repo, (10, 10))
     check_tip(repo)
-    assert time.monotonic() - started < 30
+    # a hang guard, not a speed test: alone this takes ~3 s, but the cluster's recovery from
+    # the kill once took just over 30 s in a loaded full-suite run
+    assert time.monotonic() - started < 120
 
 
 @pytest.mark.slow
@@ -317,7 +319,9 @@ def test_distributed_worker_killed_mid_way(tmp_path: Path, client: Any) -> None:
     snapshot = session.commit("after a worker died")
     assert history(repo) == [snapshot, *before]
     check_tip(repo)
-    assert time.monotonic() - started < 30
+    # a hang guard, not a speed test: alone this takes ~3 s, but the cluster's recovery from
+    # the kill once took just over 30 s in a loaded full-suite run
+    assert time.monotonic() - started < 120
 
 
 @pytest.mark.slow

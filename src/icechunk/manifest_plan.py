@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from icechunk.format.coords import coords_array, lex_order
-from icechunk.format.header import FileType, encode_file
 from icechunk.format.manifest import (
     DEFAULT_LOCATION_COMPRESSION,
     ChunkCoords,
@@ -23,9 +22,9 @@ from icechunk.format.manifest import (
     LocationCompression,
     VirtualChunk,
     encode_manifest,
-    encode_virtual_manifest,
+    encode_manifest_columns,
 )
-from icechunk.format.manifest_writer import RefColumns, encode_manifest_payload
+from icechunk.format.manifest_writer import RefColumns
 
 Extents = tuple[tuple[int, int], ...]
 
@@ -112,21 +111,17 @@ def encode_group(
 ) -> bytes:
     """The manifest file holding one group of one array."""
     kinds = set(map(type, group.payloads))
-    if kinds == {VirtualChunk}:
-        return encode_virtual_manifest(
-            manifest_id,
-            node_id,
-            RefColumns(group.coords, group.payloads),
-            compression_level=level,
-            location_compression=location_compression,
-        )
-    if VirtualChunk in kinds:  # mixed with inline or native references: rare
+    if VirtualChunk in kinds and len(kinds) > 1:  # virtual mixed with other kinds: rare
         return encode_manifest(
             manifest_id,
             [(node_id, group.refs)],
             compression_level=level,
             location_compression=location_compression,
         )
-    columns = RefColumns(group.coords, group.payloads)
-    payload = encode_manifest_payload(manifest_id, [(node_id, columns)])
-    return encode_file(FileType.MANIFEST, payload, level=level)
+    return encode_manifest_columns(
+        manifest_id,
+        node_id,
+        RefColumns(group.coords, group.payloads),
+        compression_level=level,
+        location_compression=location_compression,
+    )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import enum
 import random
@@ -95,6 +94,12 @@ class Node:
     @property
     def meta(self) -> ArrayMeta:
         return parse_array_meta(self.user_data)
+
+
+def _retrieve_outcome(task: asyncio.Future[Any]) -> None:
+    """Mark a background task's failure as seen (its caller gave up on it)."""
+    if not task.cancelled():
+        task.exception()
 
 
 class Session:
@@ -626,12 +631,11 @@ class Session:
         metadata = {**self._repo.default_commit_metadata(), **metadata}
         # the swap below keeps a backup of the file just read: write it meanwhile
         backup = asyncio.ensure_future(self._repo._write_backup(current[0]))
+        backup.add_done_callback(_retrieve_outcome)  # it may end unused if we fail first
         try:
             new_snapshot = await self._flush(message, metadata)
         except BaseException:
             backup.cancel()
-            with contextlib.suppress(BaseException):
-                await backup
             raise
 
         def mutate(info: RepoInfo) -> Update:

@@ -276,7 +276,7 @@ def encode_manifest(
     return encode_file(FileType.MANIFEST, fb.finish(b, root), level=compression_level)
 
 
-def encode_virtual_manifest(
+def encode_manifest_columns(
     manifest_id: str,
     node_id: str,
     refs: RefColumns,
@@ -284,9 +284,11 @@ def encode_virtual_manifest(
     compression_level: int = 3,
     location_compression: LocationCompression | None = DEFAULT_LOCATION_COMPRESSION,
 ) -> bytes:
-    """A manifest of one array whose references are all virtual, given as columns."""
-    locations = [p.location for p in refs.payloads]  # type: ignore[attr-defined]
-    dictionary, compress = _location_dictionary(len(locations), locations, location_compression)
+    """A manifest of one array given as columns: all references virtual, or none virtual."""
+    dictionary = compress = None
+    if refs.payloads and type(refs.payloads[0]) is VirtualChunk:
+        locations = [p.location for p in refs.payloads]  # type: ignore[attr-defined]
+        dictionary, compress = _location_dictionary(len(locations), locations, location_compression)
     payload = encode_manifest_payload(
         manifest_id, [(node_id, refs)], dictionary=dictionary, compress=compress
     )
@@ -351,17 +353,3 @@ def _encode_ref(
     if payload.last_modified:
         b.PrependUint32Slot(7, payload.last_modified, 0)
     return b.EndObject()
-
-
-def extents_of(coords: Iterable[ChunkCoords], ndim: int) -> tuple[tuple[int, int], ...]:
-    """Bounding box [from, to) of chunk coordinates."""
-    lo = [2**32 - 1] * ndim
-    hi = [0] * ndim
-    for c in coords:
-        for d in range(ndim):
-            v = c[d]
-            if v < lo[d]:
-                lo[d] = v
-            if v + 1 > hi[d]:
-                hi[d] = v + 1
-    return tuple(zip(lo, hi, strict=True))

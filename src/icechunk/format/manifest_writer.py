@@ -416,12 +416,7 @@ def _fill_mixed(out: np.ndarray, col: _Columns, vt: dict[str, int]) -> None:
         words[(w + 4)[:, None] + dims] = col.coords[inline]
         lens = np.fromiter(map(len, col.datas), dtype=np.int64, count=len(col.datas))
         words[w + 4 + ndim] = lens
-        starts = at + _INLINE_HEAD + 4 + 4 * ndim + 4
-        total = int(lens.sum())
-        if total:
-            shifts = starts - (np.cumsum(lens) - lens)
-            dest = np.repeat(shifts, lens) + np.arange(total)
-            out[dest] = np.frombuffer(b"".join(col.datas), dtype=np.uint8)
+        _scatter(out, at + _INLINE_HEAD + 4 + 4 * ndim + 4, col.datas)
     if col.native:
         native = ~inline
         at = positions[native]

@@ -5,19 +5,16 @@ start with ``.`` are reserved for this backend: temporary files (``.tmp-*``)
 and lock files (``.<name>.lock``). Keys with such components are rejected and
 listings skip them.
 
-Writes never expose partial files: data goes to a temporary file in the target
-directory, which is then renamed into place. The exception is :meth:`put_fresh`
-(new chunks under fresh random names): nothing refers to those before a commit, so
-they are written in place, and a crash mid-write leaves an unreferenced partial file
-for garbage collection. Plain :meth:`put` does not fsync:
-it writes immutable objects under fresh random names (chunks, manifests,
-snapshots, possibly millions of them) that only become reachable once the
-``repo`` file points at them; the swap of that file is fsynced (the file and its
-directory). If the process dies at any point, the repository stays readable at
-its last commit and at worst some unreachable objects are left for garbage
-collection. A power failure is another matter: the kernel may not have written
-the objects of the latest commits to disk yet, as with any storage that does not
-fsync every object.
+A reader never sees a partial object: :meth:`put` writes a temporary file in the
+target directory and renames it into place. :meth:`put_fresh` (chunks, manifests,
+snapshots, transaction logs and ``repo`` backups, all under fresh random names) writes
+in place: nothing refers to such an object until the ``repo`` file does. Neither
+fsyncs; the swap of the ``repo`` file (the commit point) fsyncs the file and its
+directory. If the process dies at any point, the repository stays readable at its
+last commit, and at worst unreferenced (possibly partial) objects are left for
+garbage collection. A power failure is another matter: the kernel may not have
+written the objects of the latest commits to disk yet, as with any storage that does
+not fsync every object.
 
 The conditional writes (used for ``repo`` only) are safe for many processes at
 once: the check and the swap happen while holding ``fcntl.flock`` on the

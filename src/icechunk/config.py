@@ -293,20 +293,13 @@ class ManifestVirtualChunkLocationCompressionConfig:
     compression_level: int | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
-        for name in (
-            "min_num_chunks",
-            "dictionary_max_training_samples",
-            "dictionary_max_size_bytes",
-            "compression_level",
-        ):
+        for name, (low, limit) in _LOCATION_COMPRESSION_LIMITS.items():
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int):
                 raise InvalidInputError(f"{name} must be an int or None, got {value!r}")
-            limit = {"dictionary_max_size_bytes": 2**32 - 1, "compression_level": 2**31 - 1}.get(
-                name, 2**16 - 1
-            )
-            low = -(2**31) if name == "compression_level" else 0
-            if value is not None and not low <= value <= limit:
+            if not low <= value <= limit:
                 raise InvalidInputError(f"{name} must be in [{low}, {limit}], got {value}")
 
     def to_serde(self) -> dict[str, Any]:
@@ -316,21 +309,16 @@ class ManifestVirtualChunkLocationCompressionConfig:
     def from_serde(cls, value: Any) -> ManifestVirtualChunkLocationCompressionConfig | None:
         if not isinstance(value, dict):
             return None
-        return cls(
-            value.get("min_num_chunks"),
-            dictionary_max_training_samples=value.get("dictionary_max_training_samples"),
-            dictionary_max_size_bytes=value.get("dictionary_max_size_bytes"),
-            compression_level=value.get("compression_level"),
-        )
+        return cls(**{name: value.get(name) for name in _LOCATION_COMPRESSION_LIMITS})
 
-    def merge(
-        self, other: ManifestVirtualChunkLocationCompressionConfig
-    ) -> ManifestVirtualChunkLocationCompressionConfig:
-        values = {
-            k: (getattr(other, k) if getattr(other, k) is not None else v)
-            for k, v in dataclasses.asdict(self).items()
-        }
-        return ManifestVirtualChunkLocationCompressionConfig(**values)
+
+#: the allowed range of each ManifestVirtualChunkLocationCompressionConfig field
+_LOCATION_COMPRESSION_LIMITS = {
+    "min_num_chunks": (0, 2**16 - 1),
+    "dictionary_max_training_samples": (0, 2**16 - 1),
+    "dictionary_max_size_bytes": (0, 2**32 - 1),
+    "compression_level": (-(2**31), 2**31 - 1),
+}
 
 
 @dataclass

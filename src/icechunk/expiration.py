@@ -22,7 +22,7 @@ The rules follow the official package (``icechunk::ops::gc::expire_v2``):
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from icechunk.exceptions import CorruptObjectError, InvalidTypeError
@@ -45,16 +45,6 @@ def datetime_to_us(value: object, name: str) -> int:
     return (value - _EPOCH) // timedelta(microseconds=1)
 
 
-@dataclass
-class ExpireResult:
-    """What one expiration did to the repo info."""
-
-    released_snapshots: set[str] = field(default_factory=set)
-    edited_snapshots: set[str] = field(default_factory=set)
-    deleted_branches: set[str] = field(default_factory=set)
-    deleted_tags: set[str] = field(default_factory=set)
-
-
 def ancestry(info: RepoInfo, start: str) -> Iterator[SnapshotEntry]:
     """``start`` and its ancestors in the repo info, newest first."""
     seen: set[str] = set()
@@ -70,14 +60,14 @@ def ancestry(info: RepoInfo, start: str) -> Iterator[SnapshotEntry]:
         current = entry.parent_id
 
 
-def reparent_and_prune(
+def reparented(
     info: RepoInfo, edited: SnapshotEntry, is_boundary: Callable[[SnapshotEntry], bool]
-) -> tuple[str | None, list[str]]:
-    """The new parent of ``edited`` and the ids it now spans, oldest first.
+) -> SnapshotEntry:
+    """``edited`` re-parented onto its nearest ancestor that satisfies ``is_boundary``.
 
-    Walks the ancestors of ``edited`` until one satisfies ``is_boundary`` (the new parent;
-    None when none does). The skipped ancestors, each preceded by its own
-    ``pruned_ancestor_tx_logs``, then ``edited``'s own pruned ids, form the pruned list.
+    The initial snapshot is the new parent when no ancestor does. The skipped ancestors,
+    each preceded by its own ``pruned_ancestor_tx_logs``, then ``edited``'s own pruned ids,
+    form the new ``pruned_ancestor_tx_logs`` (oldest first).
     """
     new_parent = None
     collapsed: list[SnapshotEntry] = []
@@ -93,7 +83,11 @@ def reparent_and_prune(
         pruned.extend(ancestor.pruned_ancestor_tx_logs or ())
         pruned.append(ancestor.id)
     pruned.extend(edited.pruned_ancestor_tx_logs or ())
-    return new_parent, pruned
+    return replace(
+        edited,
+        parent_id=new_parent or INITIAL_SNAPSHOT_ID,
+        pruned_ancestor_tx_logs=pruned,
+    )
 
 
 def expire_repo_info(
@@ -102,8 +96,9 @@ def expire_repo_info(
     *,
     delete_expired_branches: bool = False,
     delete_expired_tags: bool = False,
-) -> tuple[ExpireResult, Update]:
-    """Apply expiration to ``info`` in place; returns the result and the ops-log entry."""
+) -> tuple[set[str], Update]:
+    """Apply expiration to ``info`` in place; returns the released snapshot ids and the
+    ops-log entry."""
     snapshots = info.snapshots
     tag_tips = set(info.tags.values())
     branch_tips = set(info.branches.values())
@@ -123,35 +118,22 @@ def expire_repo_info(
         if not (protected_by_tag or protected_by_branch):
             released.add(sid)
 
-    result = ExpireResult(released_snapshots=released)
     retained: dict[str, SnapshotEntry] = {}
     for sid, entry in snapshots.items():
         if sid in released:
             continue
         if entry.parent_id is not None and entry.parent_id in released:
-            root, pruned = reparent_and_prune(info, entry, lambda a: a.parent_id is None)
-            result.edited_snapshots.add(sid)
-            retained[sid] = SnapshotEntry(
-                entry.id,
-                root or INITIAL_SNAPSHOT_ID,
-                entry.flushed_at,
-                entry.message,
-                entry.metadata,
-                pruned,
-            )
-        else:
-            retained[sid] = entry
+            entry = reparented(info, entry, lambda a: a.parent_id is None)
+        retained[sid] = entry
 
     if delete_expired_tags:
-        result.deleted_tags = {name for name, sid in info.tags.items() if sid in expired}
+        for name in [name for name, sid in info.tags.items() if sid in expired]:
+            del info.tags[name]
+            info.deleted_tags.add(name)
     if delete_expired_branches:
-        result.deleted_branches = {
+        for name in [
             name for name, sid in info.branches.items() if sid in expired and name != DEFAULT_BRANCH
-        }
-    for name in result.deleted_tags:
-        del info.tags[name]
-        info.deleted_tags.add(name)
-    for name in result.deleted_branches:
-        del info.branches[name]
+        ]:
+            del info.branches[name]
     info.snapshots = retained
-    return result, Update(UpdateKind.EXPIRATION_RAN, 0)
+    return released, Update(UpdateKind.EXPIRATION_RAN, 0)

@@ -43,10 +43,9 @@ from icechunk.exceptions import (
     SnapshotNotFoundError,
     UnsupportedSpecVersionError,
 )
-from icechunk.expiration import ancestry, reparent_and_prune
+from icechunk.expiration import ancestry, reparented
 from icechunk.format.header import LATEST_SPEC_VERSION
-from icechunk.format.ids import INITIAL_SNAPSHOT_ID
-from icechunk.format.manifest import Manifest, NativeChunk, decode_manifest
+from icechunk.format.manifest import ChunkPayload, NativeChunk, decode_manifest
 from icechunk.format.repo_info import Availability, RepoInfo, SnapshotEntry, Update, UpdateKind
 from icechunk.format.snapshot import ManifestFileInfo, Snapshot, decode_snapshot
 from icechunk.storage.base import ObjectInfo, Storage
@@ -233,25 +232,28 @@ async def fetch_snapshot(storage: Storage, snapshot_id: str) -> Snapshot:
     return decode_snapshot(data, snapshot_id)
 
 
-async def walk_snapshots(
-    storage: Storage, snapshot_ids: Iterable[str], window: int
-) -> AsyncIterator[Snapshot]:
-    """The snapshots, fetched ``window`` at a time."""
+async def visit_chunk_refs(
+    storage: Storage,
+    snapshot_ids: Iterable[str],
+    limits: GCLimits,
+    visit: Callable[[ChunkPayload], None],
+) -> set[str]:
+    """Call ``visit`` on every chunk reference of every manifest the snapshots use (each
+    manifest read once); returns the ids of those manifests.
+
+    Snapshots are fetched ``max_snapshots_in_memory`` at a time; manifests concurrently,
+    within the memory budget.
+    """
     ids = list(dict.fromkeys(snapshot_ids))
+    window = limits.max_snapshots_in_memory
+    files: dict[str, ManifestFileInfo] = {}
     for start in range(0, len(ids), window):
         batch = ids[start : start + window]
         for snap in await asyncio.gather(*(fetch_snapshot(storage, s) for s in batch)):
-            yield snap
+            for info in snap.manifest_files:
+                files.setdefault(info.id, info)
         await asyncio.sleep(0)  # long walks share the event loop with other work
 
-
-async def for_each_manifest(
-    storage: Storage,
-    files: Iterable[ManifestFileInfo],
-    limits: GCLimits,
-    visit: Callable[[Manifest], None],
-) -> None:
-    """Fetch each manifest (concurrently, within the memory budget) and call ``visit``."""
     budget = _ByteBudget(limits.max_compressed_manifest_mem_bytes)
     slots = asyncio.Semaphore(limits.max_concurrent_manifest_fetches)
 
@@ -266,33 +268,15 @@ async def for_each_manifest(
                         f"manifest {info.id} is missing from {storage.describe()}: "
                         "the repository is damaged"
                     ) from None
-                visit(decode_manifest(data, info.id))
+                manifest = decode_manifest(data, info.id)
+                for node_id in manifest.node_ids:
+                    for _, payload in manifest.iter_refs(node_id):
+                        visit(payload)
             finally:
                 await budget.release(held)
 
-    await asyncio.gather(*(one(f) for f in files))
-
-
-async def find_retained(
-    storage: Storage, snapshot_ids: Iterable[str], limits: GCLimits
-) -> tuple[set[str], set[str], set[str]]:
-    """Chunk, manifest and snapshot ids reachable from ``snapshot_ids``."""
-    keep_snapshots: set[str] = set()
-    manifests: dict[str, ManifestFileInfo] = {}
-    async for snap in walk_snapshots(storage, snapshot_ids, limits.max_snapshots_in_memory):
-        keep_snapshots.add(snap.id)
-        for info in snap.manifest_files:
-            manifests.setdefault(info.id, info)
-    keep_chunks: set[str] = set()
-
-    def visit(manifest: Manifest) -> None:
-        for node_id in manifest.node_ids:
-            for _, payload in manifest.iter_refs(node_id):
-                if isinstance(payload, NativeChunk):
-                    keep_chunks.add(payload.chunk_id)
-
-    await for_each_manifest(storage, manifests.values(), limits, visit)
-    return keep_chunks, set(manifests), keep_snapshots
+    await asyncio.gather(*(one(f) for f in files.values()))
+    return set(files)
 
 
 # ----------------------------------------------------------------------
@@ -313,6 +297,12 @@ def object_time_us(info: ObjectInfo) -> int:
     if modified.microsecond == 0:
         us += 999_999
     return us
+
+
+def _object_id(key: str, prefix: str) -> str | None:
+    """The id in ``key`` (``prefix`` + an object id); None for any other name."""
+    object_id = key[len(prefix) :]
+    return object_id if key.startswith(prefix) and _OBJECT_ID.fullmatch(object_id) else None
 
 
 @dataclass
@@ -377,8 +367,8 @@ class _SnapshotListing:
         out = cls()
         async for info in storage.list(keys.SNAPSHOTS):
             progress.update(listed=1)
-            object_id = info.key[len(keys.SNAPSHOTS) :]
-            if info.key.startswith(keys.SNAPSHOTS) and _OBJECT_ID.fullmatch(object_id):
+            object_id = _object_id(info.key, keys.SNAPSHOTS)
+            if object_id is not None:
                 out.times[object_id] = object_time_us(info)
                 out.sizes[object_id] = info.size_bytes
         return out
@@ -427,10 +417,8 @@ async def sweep(
             if result.listed % 100 == 0:
                 await asyncio.sleep(0)  # long listings share the event loop
             progress.update(listed=1)
-            if not info.key.startswith(prefix):
-                continue
-            object_id = info.key[len(prefix) :]
-            if not _OBJECT_ID.fullmatch(object_id):
+            object_id = _object_id(info.key, prefix)
+            if object_id is None:
                 continue
             if object_time_us(info) < cutoff_us and object_id not in keep:
                 batch.append((info.key, info.size_bytes))
@@ -467,24 +455,13 @@ def drop_snapshots_from_repo_info(info: RepoInfo, keep: set[str], drop: set[str]
         if dropped:
             continue
         parent_dropped = entry.parent_id is not None and entry.parent_id in drop
-        if kept:
-            if parent_dropped:
-                new_parent, pruned = reparent_and_prune(info, entry, lambda a: a.id in keep)
-                entry = SnapshotEntry(
-                    entry.id,
-                    new_parent or INITIAL_SNAPSHOT_ID,
-                    entry.flushed_at,
-                    entry.message,
-                    entry.metadata,
-                    pruned,
-                )
-            final[sid] = entry
-        else:
-            # committed since this run started
+        if not kept:  # committed since this run started
             if parent_dropped:
                 raise _RestartGC
             keep.add(sid)
-            final[sid] = entry
+        elif parent_dropped:
+            entry = reparented(info, entry, lambda a: a.id in keep)
+        final[sid] = entry
     for target in [*info.tags.values(), *info.branches.values()]:
         if target not in final:
             raise _RestartGC
@@ -560,7 +537,14 @@ async def _one_attempt(
     # 2. everything reachable from a ref or from a new snapshot is retained
     progress.phase("finding retained objects")
     roots = [*pointed_snapshot_ids(info), *new_snaps]
-    keep_chunks, keep_manifests, keep_snapshots = await find_retained(storage, roots, limits)
+    keep_snapshots = set(roots)
+    keep_chunks: set[str] = set()
+
+    def visit(payload: ChunkPayload) -> None:
+        if isinstance(payload, NativeChunk):
+            keep_chunks.add(payload.chunk_id)
+
+    keep_manifests = await visit_chunk_refs(storage, roots, limits, visit)
     drop = set(info.snapshots) - keep_snapshots
 
     # 3. drop the other snapshots from the repo info (on a copy for a dry run)

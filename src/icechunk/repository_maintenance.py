@@ -14,7 +14,7 @@ from typing import Any
 
 from icechunk._sync import run
 from icechunk.exceptions import InvalidInputError, InvalidTypeError
-from icechunk.expiration import ExpireResult, datetime_to_us, expire_repo_info
+from icechunk.expiration import datetime_to_us, expire_repo_info
 from icechunk.format.repo_info import RepoInfo, Update
 from icechunk.gc import (
     GCLimits,
@@ -94,20 +94,21 @@ class RepositoryMaintenance:
         _check_bool(delete_expired_branches, "delete_expired_branches")
         _check_bool(delete_expired_tags, "delete_expired_tags")
         check_writable(self, "expire snapshots")  # type: ignore[arg-type]
-        outcome: list[ExpireResult] = []
+        released: set[str] = set()
 
         def mutate(info: RepoInfo) -> Update:
-            result, update = expire_repo_info(
+            ids, update = expire_repo_info(
                 info,
                 cutoff,
                 delete_expired_branches=delete_expired_branches,
                 delete_expired_tags=delete_expired_tags,
             )
-            outcome[:] = [result]
+            released.clear()  # a retry starts from the fresh repo info
+            released.update(ids)
             return update
 
         await self._update_repo_info(mutate)  # type: ignore[attr-defined]
-        return set(outcome[0].released_snapshots)
+        return released
 
     # -- garbage collection ----------------------------------------------------------
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from icechunk.format.manifest import InlineChunk, Manifest, NativeChunk, VirtualChunk
-from icechunk.format.snapshot import ManifestFileInfo
-from icechunk.gc import GCLimits, for_each_manifest, pointed_snapshot_ids, walk_snapshots
+from icechunk.format.manifest import ChunkPayload, InlineChunk, NativeChunk, VirtualChunk
+from icechunk.gc import GCLimits, pointed_snapshot_ids, visit_chunk_refs
 
 if TYPE_CHECKING:
     from icechunk.repository import Repository
@@ -67,32 +66,22 @@ async def chunk_storage_stats(
     limits = limits or GCLimits()
     limits.check()
     info = await repo._repo_info()  # noqa: SLF001
-    storage = repo.storage
-    manifests: dict[str, ManifestFileInfo] = {}
-    async for snap in walk_snapshots(
-        storage, pointed_snapshot_ids(info), limits.max_snapshots_in_memory
-    ):
-        for file in snap.manifest_files:
-            manifests.setdefault(file.id, file)
-
     native: set[str] = set()
     virtual: set[tuple[str, int, int]] = set()
     totals = {"native": 0, "virtual": 0, "inline": 0}
 
-    def visit(manifest: Manifest) -> None:
-        for node_id in manifest.node_ids:
-            for _, payload in manifest.iter_refs(node_id):
-                if isinstance(payload, NativeChunk):
-                    if payload.chunk_id not in native:
-                        native.add(payload.chunk_id)
-                        totals["native"] += payload.length
-                elif isinstance(payload, InlineChunk):
-                    totals["inline"] += len(payload.data)
-                elif isinstance(payload, VirtualChunk):
-                    key = (payload.location, payload.offset, payload.length)
-                    if key not in virtual:
-                        virtual.add(key)
-                        totals["virtual"] += payload.length
+    def visit(payload: ChunkPayload) -> None:
+        if isinstance(payload, NativeChunk):
+            if payload.chunk_id not in native:
+                native.add(payload.chunk_id)
+                totals["native"] += payload.length
+        elif isinstance(payload, InlineChunk):
+            totals["inline"] += len(payload.data)
+        elif isinstance(payload, VirtualChunk):
+            key = (payload.location, payload.offset, payload.length)
+            if key not in virtual:
+                virtual.add(key)
+                totals["virtual"] += payload.length
 
-    await for_each_manifest(storage, manifests.values(), limits, visit)
+    await visit_chunk_refs(repo.storage, pointed_snapshot_ids(info), limits, visit)
     return ChunkStorageStats(totals["native"], totals["virtual"], totals["inline"])

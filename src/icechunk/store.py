@@ -8,6 +8,7 @@ array's own chunk key encoding).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
@@ -420,25 +421,17 @@ class IcechunkStore(Store):
                 f"set_virtual_refs_arr: {len(locations)} locations, {len(offs)} offsets and "
                 f"{len(lens)} lengths for a chunk grid of shape {list(shape)} ({total} chunks)"
             )
-        refs = []
-        for flat, location in enumerate(locations):
-            if not location:
-                continue
-            index = []
-            rest = flat
-            for dim in reversed(shape):
-                rest, i = divmod(rest, dim)
-                index.append(i)
-            coords = tuple(i + s for i, s in zip(reversed(index), shift, strict=True))
-            chunk = make_virtual_chunk(location, int(offs[flat]), int(lens[flat]), checksum)
-            refs.append((coords, chunk))
+        # C order: the last dimension varies fastest
+        grid = itertools.product(*(range(s, s + n) for n, s in zip(shape, shift, strict=True)))
+        refs = [
+            (coords, make_virtual_chunk(location, int(offset), int(length), checksum))
+            for coords, location, offset, length in zip(grid, locations, offs, lens, strict=True)
+            if location
+        ]
         return self._record_refs(node, refs, validate_containers)
 
     def _resolver(self) -> VirtualChunkResolver:
-        resolver = self._session.repository._objects.virtual  # noqa: SLF001
-        if resolver is None:  # pragma: no cover - repositories always set one
-            return VirtualChunkResolver([])
-        return resolver  # type: ignore[no-any-return]
+        return self._session.repository._objects.virtual  # type: ignore[no-any-return]  # noqa: SLF001
 
     def _array_node(self, array_path: str) -> Node:
         node = self._session.get_node(_node_path(array_path))

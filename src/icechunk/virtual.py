@@ -27,7 +27,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 from icechunk._sync import run_blocking
 from icechunk.exceptions import (
@@ -44,6 +44,7 @@ from icechunk.exceptions import (
     VirtualChunkModifiedError,
 )
 from icechunk.format.manifest import VirtualChunk
+from icechunk.storage.local import LocalFileSystemStorage, _pread
 from icechunk.virtual_store_config import (
     Azure,
     Credentials,
@@ -61,6 +62,7 @@ VCC_SCHEME = "vcc://"
 _TIGRIS_ENDPOINT = "https://t3.storage.dev"
 _MAX_U32 = 2**32 - 1
 _MAX_U64 = 2**64 - 1
+_MAX_CACHED_TARGETS = 4096
 
 
 # -- containers and specs -------------------------------------------------------------------
@@ -387,10 +389,8 @@ class VirtualChunkResolver:
             _with_slash(str(k)): wrap_credential(v) for k, v in (credentials or {}).items()
         }
         self._fetchers: dict[tuple[str, str], Any] = {}
-
-    @property
-    def authorized_prefixes(self) -> set[str]:
-        return set(self._credentials)
+        #: stored location -> (absolute location, fetcher, object path): chunks share objects
+        self._targets: dict[str, tuple[str, Any, str]] = {}
 
     def matching_container(self, location: str) -> tuple[str, VirtualChunkContainer] | None:
         """(normalised prefix, container) serving ``location``, or None."""
@@ -401,7 +401,8 @@ class VirtualChunkResolver:
                     return prefix, cont
             return None
         decoded = unquote(location)
-        lowered = _scheme(decoded) + decoded[len(_scheme(decoded)) :]
+        scheme = _scheme(decoded)
+        lowered = scheme + decoded[len(scheme) :]
         for prefix, cont in self._containers:
             if lowered.startswith(prefix) or decoded.startswith(prefix):
                 return prefix, cont
@@ -439,17 +440,13 @@ class VirtualChunkResolver:
         """Bytes ``[start, end)`` of the virtual chunk (relative to the chunk itself)."""
         if end <= start:
             return b""
-        location = self.expand(chunk.location)
-        found = self.matching_container(location)
-        if found is None:
-            raise NoVirtualChunkContainerError(
-                f"no virtual chunk container for location {location!r}; the repository config "
-                "must have a VirtualChunkContainer whose url_prefix matches it"
-            )
-        prefix, cont = found
-        fetcher = self._fetcher_for(prefix, cont, location)
-        parts = urlsplit(location)
-        key = unquote(parts.path)
+        target = self._targets.get(chunk.location)
+        if target is None:
+            target = self._target(chunk.location)
+            if len(self._targets) >= _MAX_CACHED_TARGETS:
+                self._targets.clear()
+            self._targets[chunk.location] = target
+        location, fetcher, key = target
         return await fetcher.fetch(
             location,
             key,
@@ -459,7 +456,22 @@ class VirtualChunkResolver:
             chunk.last_modified,
         )
 
-    def _fetcher_for(self, prefix: str, cont: VirtualChunkContainer, location: str) -> Any:
+    def _target(self, stored_location: str) -> tuple[str, Any, str]:
+        """(absolute location, its fetcher, the object's path) of a stored location."""
+        location = self.expand(stored_location)
+        found = self.matching_container(location)
+        if found is None:
+            raise NoVirtualChunkContainerError(
+                f"no virtual chunk container for location {location!r}; the repository config "
+                "must have a VirtualChunkContainer whose url_prefix matches it"
+            )
+        prefix, cont = found
+        parts = urlsplit(location)
+        return location, self._fetcher_for(prefix, cont, location, parts), unquote(parts.path)
+
+    def _fetcher_for(
+        self, prefix: str, cont: VirtualChunkContainer, location: str, parts: SplitResult
+    ) -> Any:
         if prefix not in self._credentials:
             raise UnauthorizedVirtualChunkContainerError(
                 f"virtual chunk container {prefix!r} (serving {location!r}) is not authorized: "
@@ -468,10 +480,8 @@ class VirtualChunkResolver:
         cred = self._credentials[prefix]
         store = cont.store
         _check_credential_kind(prefix, store, cred)
-        parts = urlsplit(location)
-        authority = "" if isinstance(store, LocalFileSystem | _S3Like) else parts.netloc
-        if isinstance(store, _S3Like):
-            authority = parts.netloc
+        # one fetcher per container, and per bucket or host for remote stores
+        authority = "" if isinstance(store, LocalFileSystem) else parts.netloc
         cache_key = (prefix, authority)
         fetcher = self._fetchers.get(cache_key)
         if fetcher is None:
@@ -486,6 +496,7 @@ class VirtualChunkResolver:
         self._containers = state["containers"]
         self._credentials = state["credentials"]
         self._fetchers = {}
+        self._targets = {}
 
 
 def _check_credential_kind(prefix: str, store: ObjectStoreConfig, cred: Any) -> None:
@@ -582,6 +593,8 @@ class _LocalFetcher:
         etag: str | None,
         last_modified: int | None,
     ) -> bytes:
+        if end - start <= LocalFileSystemStorage.inline_read_limit:  # as local storage does
+            return self._read(location, path, start, end, etag, last_modified)
         return await run_blocking(self._read, location, path, start, end, etag, last_modified)
 
     @staticmethod
@@ -612,14 +625,7 @@ class _LocalFetcher:
                     location,
                     f"last modified {datetime.fromtimestamp(st.st_mtime, UTC).isoformat()}",
                 )
-            pieces = []
-            pos = start
-            while pos < end:
-                piece = os.pread(fd, end - pos, pos)
-                if not piece:
-                    break
-                pieces.append(piece)
-                pos += len(piece)
+            data = _pread(fd, start, end - start)
         except OSError as err:
             if isinstance(err, StorageError):
                 raise
@@ -628,7 +634,7 @@ class _LocalFetcher:
             ) from None
         finally:
             os.close(fd)
-        return _check_length(location, b"".join(pieces), start, end)
+        return _check_length(location, data, start, end)
 
 
 def _translate(err: Exception, location: str) -> Exception:
@@ -778,10 +784,8 @@ async def session_virtual_locations(session: Any) -> list[str]:
     out: list[str] = []
     nodes = sorted((n for n in session.iter_nodes() if n.is_array), key=lambda n: n.path)
     for node in nodes:
-        async for coords in session.iter_chunk_coords(node):
-            payload = await session.chunk_payload(node, coords)
-            if isinstance(payload, VirtualChunk):
-                out.append(payload.location)
+        refs = await session._chunk_refs(node)  # noqa: SLF001
+        out.extend(p.location for p in refs.values() if isinstance(p, VirtualChunk))
     return out
 
 

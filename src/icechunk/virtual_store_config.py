@@ -20,20 +20,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from icechunk.exceptions import InvalidInputError
-from icechunk.storage.credentials import (
-    GcsCredentials,
-    S3Credentials,
-)
+from icechunk.storage.credentials import AnyGcsCredential, AnyS3Credential
 from icechunk.storage.s3 import ChecksumAlgorithm, S3Options
 
-_CHECKSUM_NAMES = {
-    ChecksumAlgorithm.Crc32: "crc32",
-    ChecksumAlgorithm.Crc32c: "crc32c",
-    ChecksumAlgorithm.Crc64Nvme: "crc64nvme",
-    ChecksumAlgorithm.Sha1: "sha1",
-    ChecksumAlgorithm.Sha256: "sha256",
-}
-_CHECKSUM_BY_NAME = {v: k for k, v in _CHECKSUM_NAMES.items()}
+# the official serde names are the lowercased AWS names ("crc32", ..., "sha256")
+_CHECKSUM_BY_NAME = {a.aws_name.lower(): a for a in ChecksumAlgorithm}
 _CHECKSUM_BY_NAME["crc64_nvme"] = ChecksumAlgorithm.Crc64Nvme
 
 
@@ -56,7 +47,7 @@ def s3_options_to_serde(opts: S3Options) -> dict[str, Any]:
         "force_path_style": bool(opts.force_path_style),
         "network_stream_timeout_seconds": opts.network_stream_timeout_seconds,
         "requester_pays": bool(opts.requester_pays),
-        "checksum_algorithm": _CHECKSUM_NAMES[algorithm] if algorithm is not None else None,
+        "checksum_algorithm": algorithm.aws_name.lower() if algorithm is not None else None,
     }
 
 
@@ -351,34 +342,14 @@ AnyCredential = (
     | Credentials.HttpAccess
 )
 
-_S3_KINDS = (
-    S3Credentials.Static,
-    S3Credentials.Anonymous,
-    S3Credentials.FromEnv,
-    S3Credentials.Refreshable,
-)
-_GCS_KINDS = (
-    GcsCredentials.Anonymous,
-    GcsCredentials.FromEnv,
-    GcsCredentials.Static,
-    GcsCredentials.Refreshable,
-)
-
 
 def wrap_credential(cred: Any) -> Any:
     """``cred`` as a :class:`Credentials` variant (None stays None)."""
-    if cred is None or isinstance(
-        cred,
-        Credentials.S3
-        | Credentials.Gcs
-        | Credentials.Azure
-        | Credentials.LocalFileSystemAccess
-        | Credentials.HttpAccess,
-    ):
+    if cred is None or isinstance(cred, AnyCredential):
         return cred
-    if isinstance(cred, _S3_KINDS):
+    if isinstance(cred, AnyS3Credential):
         return Credentials.S3(cred)
-    if isinstance(cred, _GCS_KINDS):
+    if isinstance(cred, AnyGcsCredential):
         return Credentials.Gcs(cred)
     raise InvalidInputError(
         f"not credentials for a virtual chunk container: {cred!r}; use ic.s3_credentials(...), "

@@ -128,7 +128,7 @@ def test_spec1_repo_info_is_a_format_error(fixture_repo):
 
 # ---------------------------------------------------------------------------
 # details checked against the official package by hand (see the module docstring
-# of icechunk.inspect); these pin them without needing the fixtures' luck
+# of icechunk._maintenance.inspect); these pin them without needing the fixtures' luck
 
 
 def _stamp_writer(path: Path, writer: bytes) -> None:

@@ -328,7 +328,7 @@ def test_gc_reparents_new_snapshots_over_dropped_ones(storage) -> None:
 def test_gc_repo_info_edit_restarts_on_conflicting_changes(storage) -> None:
     """The repo info edit refuses (so GC starts again) when, since GC looked, a ref moved
     onto a snapshot it drops or a commit was made on top of one."""
-    from icechunk.gc import _RestartGC, drop_snapshots_from_repo_info
+    from icechunk._maintenance.gc import _RestartGC, drop_snapshots_from_repo_info
 
     repo = ic.Repository.create(storage)
     hist = build_history(repo)
@@ -521,7 +521,7 @@ def test_gc_while_another_process_commits(tmp_path) -> None:
 
 
 def test_gc_progress_only_on_a_terminal(storage, capsys) -> None:
-    from icechunk.gc import Progress
+    from icechunk._maintenance.gc import Progress
 
     class Tty:
         def __init__(self) -> None:

@@ -20,6 +20,14 @@ import pytest
 import zarr
 
 import icechunk as ic
+from icechunk._core.spec_v1 import (
+    V1Refs,
+    fetch_v1_config,
+    parse_v1_config_yaml,
+    read_v1_refs,
+    v1_config_to_flexbuffer,
+)
+from icechunk._maintenance.migration import MigrationError, plan_upgrade, synthetic_ops_log
 from icechunk.format.header import FileType, decode_file
 from icechunk.format.repo_info import (
     Availability,
@@ -30,14 +38,6 @@ from icechunk.format.repo_info import (
 )
 from icechunk.format.snapshot import decode_snapshot
 from icechunk.format.values import decode_flexbuffer
-from icechunk.migration import MigrationError, plan_upgrade, synthetic_ops_log
-from icechunk.spec_v1 import (
-    V1Refs,
-    fetch_v1_config,
-    parse_v1_config_yaml,
-    read_v1_refs,
-    v1_config_to_flexbuffer,
-)
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "spec_v1"
 if not (FIXTURE / "repo").is_dir():

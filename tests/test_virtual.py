@@ -23,7 +23,7 @@ import pytest
 import zarr
 
 import icechunk as ic
-from icechunk._sync import run
+from icechunk._util.sync import run
 from icechunk.format.manifest import VirtualChunk, decode_manifest
 
 h5py = pytest.importorskip("h5py")

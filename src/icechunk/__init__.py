@@ -5,7 +5,7 @@ repositories it writes follow the Icechunk format (spec version 2), so either
 implementation reads what the other wrote.
 """
 
-from icechunk.config import (
+from icechunk._core.config import (
     CachingConfig,
     CompressionAlgorithm,
     CompressionConfig,
@@ -17,7 +17,7 @@ from icechunk.config import (
     ManifestSplittingConfig,
     RepositoryConfig,
 )
-from icechunk.conflicts import (
+from icechunk._core.conflicts import (
     BasicConflictSolver,
     Conflict,
     ConflictDetector,
@@ -25,6 +25,10 @@ from icechunk.conflicts import (
     ConflictType,
     VersionSelection,
 )
+from icechunk._core.fork import ForkSession
+from icechunk._core.ops import FeatureFlag, RepoAvailability, RepoStatus, Update, UpdateType
+from icechunk._core.versions import SpecVersion, spec_version, supported_spec_versions
+from icechunk._maintenance.migration import upgrade_icechunk_repository
 from icechunk.exceptions import (
     AlreadyExistsError,
     BranchNotFoundError,
@@ -51,10 +55,7 @@ from icechunk.exceptions import (
     TagNotFoundError,
     UnsupportedSpecVersionError,
 )
-from icechunk.fork import ForkSession
 from icechunk.format.snapshot import ManifestFileInfo
-from icechunk.migration import upgrade_icechunk_repository
-from icechunk.ops import FeatureFlag, RepoAvailability, RepoStatus, Update, UpdateType
 from icechunk.repository import Diff, Repository, SnapshotInfo
 from icechunk.session import ChunkType, Session, SessionMode
 from icechunk.storage import (
@@ -63,11 +64,11 @@ from icechunk.storage import (
     local_filesystem_storage,
 )
 from icechunk.store import IcechunkStore
-from icechunk.versions import SpecVersion, spec_version, supported_spec_versions
 
 __version__ = "0.1.0"
 
-from icechunk.debug import (
+from icechunk._core.graph import AncestryGraph
+from icechunk._util.debug import (
     Attribution,
     initialize_logs,
     print_debug_info,
@@ -75,7 +76,6 @@ from icechunk.debug import (
     shutdown_telemetry,
     user_agent,
 )
-from icechunk.graph import AncestryGraph
 
 __all__ = [
     "ErrorKind",
@@ -214,15 +214,16 @@ __all__ += [
 ]
 
 # Maintenance: snapshot expiration, garbage collection, storage statistics.
+from icechunk._maintenance.gc import GCSummary  # noqa: E402
+from icechunk._maintenance.stats import ChunkStorageStats  # noqa: E402
 from icechunk.exceptions import InvalidTypeError, ReadOnlyStorageError  # noqa: E402
-from icechunk.gc import GCSummary  # noqa: E402
-from icechunk.storage_stats import ChunkStorageStats  # noqa: E402
 
 __all__ += ["ChunkStorageStats", "GCSummary", "InvalidTypeError", "ReadOnlyStorageError"]
 
 # Virtual chunks: references to byte ranges of objects outside the repository.
 from icechunk import credentials  # noqa: E402
-from icechunk.config import ManifestVirtualChunkLocationCompressionConfig  # noqa: E402
+from icechunk._core.config import ManifestVirtualChunkLocationCompressionConfig  # noqa: E402
+from icechunk._virtual.resolver import VirtualChunkContainer, VirtualChunkSpec  # noqa: E402
 from icechunk.exceptions import (  # noqa: E402
     InvalidCredentialsError,
     InvalidVirtualRefError,
@@ -231,8 +232,7 @@ from icechunk.exceptions import (  # noqa: E402
     VirtualChunkFetchError,
     VirtualChunkModifiedError,
 )
-from icechunk.virtual import VirtualChunkContainer, VirtualChunkSpec  # noqa: E402
-from icechunk.virtual_store_config import (  # noqa: E402
+from icechunk.storage.object_store_config import (  # noqa: E402
     AnyCredential,
     AnyObjectStoreConfig,
     Credentials,

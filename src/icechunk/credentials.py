@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from icechunk.storage import credentials as _storage_credentials
 from icechunk.storage.credentials import *  # noqa: F403 - the names of its __all__
-from icechunk.virtual_store_config import (
+from icechunk.storage.object_store_config import (
     AnyCredential,
     Credentials,
     HttpAccess,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from icechunk._core.fork import ForkSession
 from icechunk.distributed import merge_sessions
 from icechunk.exceptions import InvalidInputError
-from icechunk.fork import ForkSession
 
 _UNSUPPORTED = ("compute", "return_stored", "load_stored", "lock")
 

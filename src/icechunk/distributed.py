@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from icechunk._sync import run
+from icechunk._core.fork import ForkSession, merge_forks
+from icechunk._util.sync import run
 from icechunk.exceptions import InvalidInputError
-from icechunk.fork import ForkSession, merge_forks
 
 
 def extract_session(*values: Any) -> list[ForkSession]:

@@ -12,10 +12,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from icechunk import keys
-from icechunk._sync import run
-from icechunk.config import RepositoryConfig
-from icechunk.debug import Attribution
+from icechunk._core import keys
+from icechunk._core.config import RepositoryConfig
+from icechunk._core.graph import AncestryGraph
+from icechunk._core.objects import RepoObjects
+from icechunk._core.versions import SpecVersion
+from icechunk._maintenance.expiration import ancestry
+from icechunk._util.debug import Attribution
+from icechunk._util.sync import run
 from icechunk.exceptions import (
     AlreadyExistsError,
     BranchNotFoundError,
@@ -31,7 +35,6 @@ from icechunk.exceptions import (
     TagNotFoundError,
     UnsupportedSpecVersionError,
 )
-from icechunk.expiration import ancestry
 from icechunk.format.header import LATEST_SPEC_VERSION
 from icechunk.format.ids import INITIAL_SNAPSHOT_ID, encode_base32, normalize_id12
 from icechunk.format.manifest import LocationCompression
@@ -47,12 +50,9 @@ from icechunk.format.repo_info import (
 )
 from icechunk.format.snapshot import ManifestFileInfo, Snapshot, encode_snapshot
 from icechunk.format.transaction_log import TransactionLog, encode_transaction_log
-from icechunk.graph import AncestryGraph
-from icechunk.objects import RepoObjects
 from icechunk.repository_admin import RepositoryAdmin, flag_enabled
 from icechunk.repository_maintenance import RepositoryMaintenance
 from icechunk.storage.base import Storage, Version
-from icechunk.versions import SpecVersion
 
 if TYPE_CHECKING:
     from icechunk.session import Session
@@ -446,7 +446,7 @@ class Repository(RepositoryAdmin, RepositoryMaintenance):
         self, authorize: Mapping[str, Any] | None, *, warn: bool = True
     ) -> None:
         """Authorise virtual chunk containers (url_prefix -> credentials or None)."""
-        from icechunk.virtual import resolver_for, warn_none_credentials
+        from icechunk._virtual.resolver import resolver_for, warn_none_credentials
 
         if warn:
             warn_none_credentials(authorize)
@@ -513,7 +513,7 @@ class Repository(RepositoryAdmin, RepositoryMaintenance):
 
     async def _repo_info_with_version(self) -> tuple[RepoInfo, Version | None]:
         if self._spec_version == 1:
-            from icechunk.spec_v1 import load_v1_repo_info
+            from icechunk._core.spec_v1 import load_v1_repo_info
 
             return await load_v1_repo_info(self._storage), None
         try:
@@ -1106,7 +1106,7 @@ async def _detect_spec_version(storage: Storage) -> int | None:
 
 async def _fetch_config(storage: Storage, spec: int) -> RepositoryConfig | None:
     if spec == 1:
-        from icechunk.spec_v1 import fetch_v1_config
+        from icechunk._core.spec_v1 import fetch_v1_config
 
         return await fetch_v1_config(storage)
     info = decode_repo_info(await storage.get(keys.REPO_INFO_KEY))

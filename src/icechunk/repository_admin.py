@@ -9,18 +9,18 @@ import contextlib
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
-from icechunk import keys
-from icechunk._sync import run
+from icechunk._core import keys
+from icechunk._core.ops import KNOWN_FEATURE_FLAGS, FeatureFlag, RepoStatus, Update
+from icechunk._util.sync import run
 from icechunk.exceptions import InvalidInputError, ObjectNotFoundError
 from icechunk.format.ids import normalize_id12
 from icechunk.format.repo_info import RepoInfo, UpdateKind, decode_repo_info
 from icechunk.format.repo_info import Update as RawUpdate
 from icechunk.format.snapshot import ManifestFileInfo
 from icechunk.format.values import encode_metadata_items
-from icechunk.ops import KNOWN_FEATURE_FLAGS, FeatureFlag, RepoStatus, Update
 
 if TYPE_CHECKING:
-    from icechunk.conflicts import ConflictSolver
+    from icechunk._core.conflicts import ConflictSolver
     from icechunk.store import IcechunkStore
 
 
@@ -197,43 +197,43 @@ class RepositoryAdmin:
     # -- inspection ---------------------------------------------------------------
 
     async def inspect_repo_info_async(self) -> dict[str, Any]:
-        from icechunk import inspect
+        from icechunk._maintenance import inspect
 
         return await inspect.repo_info(self._storage)  # type: ignore[attr-defined]
 
     def inspect_repo_info(self) -> dict[str, Any]:
         """The decoded repo info file, as the official package renders it."""
-        from icechunk import inspect
+        from icechunk._maintenance import inspect
 
         return run(inspect.repo_info(self._storage))  # type: ignore[attr-defined]
 
     async def inspect_snapshot_async(self, snapshot_id: str) -> dict[str, Any]:
-        from icechunk import inspect
+        from icechunk._maintenance import inspect
 
         return await inspect.snapshot(self._storage, normalize_id12(snapshot_id))  # type: ignore[attr-defined]
 
     def inspect_snapshot(self, snapshot_id: str) -> dict[str, Any]:
-        from icechunk import inspect
+        from icechunk._maintenance import inspect
 
         return run(inspect.snapshot(self._storage, normalize_id12(snapshot_id)))  # type: ignore[attr-defined]
 
     async def inspect_manifest_async(self, manifest_id: str) -> dict[str, Any]:
-        from icechunk import inspect
+        from icechunk._maintenance import inspect
 
         return await inspect.manifest(self._storage, normalize_id12(manifest_id))  # type: ignore[attr-defined]
 
     def inspect_manifest(self, manifest_id: str) -> dict[str, Any]:
-        from icechunk import inspect
+        from icechunk._maintenance import inspect
 
         return run(inspect.manifest(self._storage, normalize_id12(manifest_id)))  # type: ignore[attr-defined]
 
     async def inspect_transaction_log_async(self, snapshot_id: str) -> dict[str, Any]:
-        from icechunk import inspect
+        from icechunk._maintenance import inspect
 
         return await inspect.transaction_log(self._storage, normalize_id12(snapshot_id))  # type: ignore[attr-defined]
 
     def inspect_transaction_log(self, snapshot_id: str) -> dict[str, Any]:
-        from icechunk import inspect
+        from icechunk._maintenance import inspect
 
         return run(inspect.transaction_log(self._storage, normalize_id12(snapshot_id)))  # type: ignore[attr-defined]
 

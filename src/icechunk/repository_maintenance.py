@@ -12,11 +12,8 @@ import warnings
 from datetime import datetime
 from typing import Any
 
-from icechunk._sync import run
-from icechunk.exceptions import InvalidInputError, InvalidTypeError
-from icechunk.expiration import datetime_to_us, expire_repo_info
-from icechunk.format.repo_info import RepoInfo, Update
-from icechunk.gc import (
+from icechunk._maintenance.expiration import datetime_to_us, expire_repo_info
+from icechunk._maintenance.gc import (
     GCLimits,
     GCSummary,
     Progress,
@@ -25,7 +22,10 @@ from icechunk.gc import (
     check_writable,
     garbage_collect,
 )
-from icechunk.storage_stats import ChunkStorageStats, chunk_storage_stats
+from icechunk._maintenance.stats import ChunkStorageStats, chunk_storage_stats
+from icechunk._util.sync import run
+from icechunk.exceptions import InvalidInputError, InvalidTypeError
+from icechunk.format.repo_info import RepoInfo, Update
 
 _MIB = 1024 * 1024
 _GIB = 1024 * _MIB

@@ -11,10 +11,12 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequenc
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from icechunk import keys
-from icechunk._sync import run
-from icechunk.changeset import ChangeSet, NodeChange
-from icechunk.conflicts import ConflictSolver
+from icechunk._core import keys
+from icechunk._core.changeset import ChangeSet, NodeChange
+from icechunk._core.conflicts import ConflictSolver
+from icechunk._core.manifest_plan import encode_group, group_refs
+from icechunk._core.zarr_meta import ArrayMeta, parse_array_meta, parse_node_type
+from icechunk._util.sync import run
 from icechunk.exceptions import (
     AlreadyExistsError,
     BranchNotFoundError,
@@ -51,13 +53,11 @@ from icechunk.format.transaction_log import (
     TransactionLog,
     encode_transaction_log,
 )
-from icechunk.manifest_plan import encode_group, group_refs
 from icechunk.repository import Diff, diff_from_logs, now_us
 from icechunk.storage.base import ByteRange
-from icechunk.zarr_meta import ArrayMeta, parse_array_meta, parse_node_type
 
 if TYPE_CHECKING:
-    from icechunk.fork import ForkSession
+    from icechunk._core.fork import ForkSession
     from icechunk.repository import Repository
     from icechunk.store import IcechunkStore
 
@@ -521,7 +521,7 @@ class Session:
         return run(self.all_virtual_chunk_locations_async())
 
     async def all_virtual_chunk_locations_async(self) -> list[str]:
-        from icechunk.virtual import session_virtual_locations
+        from icechunk._virtual.resolver import session_virtual_locations
 
         return await session_virtual_locations(self)
 
@@ -775,7 +775,7 @@ class Session:
         run(self.rebase_async(solver))
 
     async def rebase_async(self, solver: ConflictSolver) -> None:
-        from icechunk.rebase import TheirChanges, find_conflicts, resolve
+        from icechunk._core.rebase import TheirChanges, find_conflicts, resolve
 
         self._check_writable()
         if not isinstance(solver, ConflictSolver):
@@ -792,7 +792,7 @@ class Session:
         if tip == base:
             return
         if self._changes.moves:
-            from icechunk.conflicts import Conflict, ConflictType
+            from icechunk._core.conflicts import Conflict, ConflictType
 
             moved = [
                 Conflict(ConflictType.MoveOperationCannotBeRebased, m.from_path)
@@ -863,7 +863,7 @@ class Session:
         nothing to storage.
         """
         self._check_writable()
-        from icechunk.fork import ForkSession
+        from icechunk._core.fork import ForkSession
 
         return ForkSession(
             self._repo,
@@ -879,7 +879,7 @@ class Session:
         run(self.merge_async(*others))
 
     async def merge_async(self, *others: ForkSession) -> None:
-        from icechunk.fork import merge_forks
+        from icechunk._core.fork import merge_forks
 
         self._check_writable()
         await merge_forks(self, list(others))
@@ -1103,7 +1103,7 @@ def __getattr__(name: str) -> Any:
     # ForkSession lives in icechunk.fork (it builds on Session); the official package
     # also exposes it here.
     if name == "ForkSession":
-        from icechunk.fork import ForkSession
+        from icechunk._core.fork import ForkSession
 
         return ForkSession
     raise AttributeError(name)

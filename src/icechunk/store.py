@@ -23,17 +23,17 @@ from zarr.abc.store import (
 )
 from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 
-from icechunk._sync import check_off_zarr_loop, run
-from icechunk.exceptions import InvalidInputError, ReadOnlyError
-from icechunk.format.manifest import ChunkCoords, VirtualChunk
-from icechunk.objects import resolve_range
-from icechunk.storage.base import ByteRange
-from icechunk.virtual import (
+from icechunk._core.objects import resolve_range
+from icechunk._util.sync import check_off_zarr_loop, run
+from icechunk._virtual.resolver import (
     VirtualChunkResolver,
     VirtualChunkSpec,
     make_virtual_chunk,
     spec_to_ref,
 )
+from icechunk.exceptions import InvalidInputError, ReadOnlyError
+from icechunk.format.manifest import ChunkCoords, VirtualChunk
+from icechunk.storage.base import ByteRange
 
 if TYPE_CHECKING:
     from icechunk.session import Node, Session
@@ -106,7 +106,7 @@ class IcechunkStore(Store):
         return f"<IcechunkStore of {self._session!r}>"
 
     def __getstate__(self) -> dict[str, Any]:
-        from icechunk.fork import ForkSession
+        from icechunk._core.fork import ForkSession
 
         if not self.read_only and not isinstance(self._session, ForkSession):
             raise InvalidInputError(

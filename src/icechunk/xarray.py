@@ -37,7 +37,7 @@ except ImportError:  # pragma: no cover - older xarray
     )
 
 if TYPE_CHECKING:
-    from icechunk.fork import ForkSession
+    from icechunk._core.fork import ForkSession
 
 __all__ = ["to_icechunk"]
 

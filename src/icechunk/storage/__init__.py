@@ -379,7 +379,7 @@ def http_storage(
 
 
 # Object stores of virtual chunk containers (the official package exports them here too).
-from icechunk.virtual_store_config import (  # noqa: E402
+from icechunk.storage.object_store_config import (  # noqa: E402
     AnyObjectStoreConfig,
     ObjectStoreConfig,
     gcs_store,

@@ -162,7 +162,7 @@ class Storage(ABC):
         self, settings: Any = None, prefix: str | None = None
     ) -> list[ObjectInfo]:
         """Every object (key, size, last modified), optionally under ``prefix``."""
-        from icechunk._sync import run
+        from icechunk._util.sync import run
 
         async def collect() -> list[ObjectInfo]:
             return [info async for info in self.list(prefix or "")]

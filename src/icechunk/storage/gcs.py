@@ -19,7 +19,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from icechunk._sync import run_blocking
+from icechunk._util.sync import run_blocking
 from icechunk.exceptions import InvalidInputError, StorageError
 from icechunk.storage._remote import (
     BucketStorage,

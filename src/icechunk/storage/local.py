@@ -37,7 +37,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from icechunk._sync import run_blocking
+from icechunk._util.sync import run_blocking
 from icechunk.exceptions import (
     IcechunkError,
     InvalidInputError,

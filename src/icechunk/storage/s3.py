@@ -31,7 +31,7 @@ from enum import Enum
 from typing import Any
 from urllib.parse import urlparse
 
-from icechunk._sync import run_blocking
+from icechunk._util.sync import run_blocking
 from icechunk.exceptions import InvalidInputError, StorageError
 from icechunk.storage._remote import (
     BucketStorage,

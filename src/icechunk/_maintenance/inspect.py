@@ -81,7 +81,7 @@ import struct
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from icechunk import keys
+from icechunk._core import keys
 from icechunk.exceptions import (
     CorruptObjectError,
     ErrorKind,

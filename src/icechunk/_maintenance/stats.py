@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from icechunk._maintenance.gc import GCLimits, pointed_snapshot_ids, visit_chunk_refs
 from icechunk.format.manifest import ChunkPayload, InlineChunk, NativeChunk, VirtualChunk
-from icechunk.gc import GCLimits, pointed_snapshot_ids, visit_chunk_refs
 
 if TYPE_CHECKING:
     from icechunk.repository import Repository

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
-from icechunk import keys
+from icechunk._core import keys
 from icechunk.exceptions import (
     CorruptObjectError,
     NoVirtualChunkContainerError,

@@ -9,7 +9,7 @@ YAML form (serde) of the same structure a spec-2 ``repo`` file stores as
 FlexBuffers.
 
 This module reads all of that, for reading spec-1 repositories and for upgrading
-them to spec 2 (:mod:`icechunk.migration`).
+them to spec 2 (:mod:`icechunk._maintenance.migration`).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from typing import Any
 
 import yaml
 
-from icechunk import keys
-from icechunk.config import RepositoryConfig
+from icechunk._core import keys
+from icechunk._core.config import RepositoryConfig
 from icechunk.exceptions import (
     CorruptObjectError,
     InvalidInputError,

@@ -14,9 +14,9 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from icechunk._sync import run_blocking
-from icechunk.changeset import ChangeSet, NodeChange
-from icechunk.conflicts import Conflict, ConflictType
+from icechunk._core.changeset import ChangeSet, NodeChange
+from icechunk._core.conflicts import Conflict, ConflictType
+from icechunk._util.sync import run_blocking
 from icechunk.exceptions import InvalidInputError, MergeConflictError, SessionStateError
 from icechunk.format.manifest import ChunkCoords, NativeChunk
 from icechunk.format.snapshot import Snapshot

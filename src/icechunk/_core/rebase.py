@@ -6,8 +6,8 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from icechunk.changeset import ChangeSet
-from icechunk.conflicts import Conflict, ConflictType, Resolution
+from icechunk._core.changeset import ChangeSet
+from icechunk._core.conflicts import Conflict, ConflictType, Resolution
 from icechunk.format.manifest import ChunkCoords
 from icechunk.format.snapshot import NodeSnapshot, Snapshot
 from icechunk.format.transaction_log import TransactionLog

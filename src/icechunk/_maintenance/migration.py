@@ -38,9 +38,16 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from icechunk import keys
-from icechunk._sync import run
-from icechunk.config import RepositoryConfig
+from icechunk._core import keys
+from icechunk._core.config import RepositoryConfig
+from icechunk._core.spec_v1 import (
+    V1Refs,
+    fetch_v1_config_bytes,
+    load_v1_snapshot_entries,
+    read_snapshot_entry,
+    read_v1_refs,
+)
+from icechunk._util.sync import run
 from icechunk.exceptions import (
     CorruptObjectError,
     IcechunkError,
@@ -59,19 +66,12 @@ from icechunk.format.repo_info import (
     decode_repo_info,
     encode_repo_info,
 )
-from icechunk.spec_v1 import (
-    V1Refs,
-    fetch_v1_config_bytes,
-    load_v1_snapshot_entries,
-    read_snapshot_entry,
-    read_v1_refs,
-)
 from icechunk.storage.base import Storage
 
 if TYPE_CHECKING:
     from icechunk.repository import Repository
 
-logger = logging.getLogger("icechunk.migration")
+logger = logging.getLogger("icechunk.migration")  # a stable name users filter on
 
 SYNTHETIC_EVENT_OFFSET_US = 1000  # 1 ms
 DEFAULT_PREFETCH_CONCURRENCY = 64

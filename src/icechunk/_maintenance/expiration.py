@@ -1,7 +1,7 @@
 """Snapshot expiration (spec 2): drop old snapshots from the history in the repo info file.
 
 Expiration only rewrites the repo info file ``repo``; it deletes no object. The snapshots it
-releases become garbage that :func:`icechunk.gc.garbage_collect` can delete later.
+releases become garbage that :func:`icechunk._maintenance.gc.garbage_collect` can delete later.
 
 The rules follow the official package (``icechunk::ops::gc::expire_v2``):
 

@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, TextIO
 
-from icechunk import keys
+from icechunk._core import keys
+from icechunk._maintenance.expiration import ancestry, reparented
 from icechunk.exceptions import (
     GCDeletesFailingError,
     IcechunkError,
@@ -43,7 +44,6 @@ from icechunk.exceptions import (
     SnapshotNotFoundError,
     UnsupportedSpecVersionError,
 )
-from icechunk.expiration import ancestry, reparented
 from icechunk.format.header import LATEST_SPEC_VERSION
 from icechunk.format.manifest import ChunkPayload, NativeChunk, decode_manifest
 from icechunk.format.repo_info import Availability, RepoInfo, SnapshotEntry, Update, UpdateKind

@@ -1,0 +1,1 @@
+"""Maintenance over the engine: expiration, garbage collection, statistics, migration, inspection."""

@@ -1,0 +1,1 @@
+"""Helpers every layer may use: the sync bridge, backoff, debugging info."""

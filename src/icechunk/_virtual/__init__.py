@@ -1,0 +1,1 @@
+"""Virtual chunk references: containers, location resolution and the fetchers that read them."""

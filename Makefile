@@ -17,7 +17,7 @@ help:
 	@echo "make demo       run the end-to-end example (python -m icechunk.demo)"
 	@echo "make test       run the whole test suite (extra args: PYTEST_ARGS='...')"
 	@echo "make test-fast  skip the slow suites (-m 'not slow')"
-	@echo "make lint       ruff check src tests"
+	@echo "make lint       ruff, the layers contract and mypy"
 	@echo "make compat     regenerate docs/compatibility.md (official API vs ours)"
 	@echo "make bench      benchmarks vs the official package (extra args: BENCH_ARGS='...')"
 	@echo "make bench-quick  the same with small sizes, one repeat (a smoke run)"
@@ -46,8 +46,12 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(VENV_PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
+# ruff, the layers contract (tools/check_layers.py: who may import whom, no import cycles, no
+# module over ~700 lines) and mypy (--strict where [tool.mypy] in pyproject.toml says).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests
+	$(VENV_PY) tools/check_layers.py
+	$(VENV)/bin/mypy
 
 # Compares the official package (interop virtualenv under .cache/) with src/; --prune deletes
 # the entries of docs/compatibility_status.json for names that have landed since.

@@ -535,18 +535,19 @@ def test_upgrade_failure_before_switch_leaves_v1(v1_path, monkeypatch):
 
 
 def test_upgrade_failure_after_switch_is_undone(v1_path, monkeypatch):
-    import icechunk.repository as repository_module
+    import icechunk._maintenance.migration as migration_module
 
     repo = open_repo(v1_path)
     before = tree(v1_path)
-    real_open = repository_module.Repository.open_async
+    real_open = migration_module.open_repository
 
     async def broken_open(storage, config=None, *args, **kwargs):
         if await storage.exists("repo"):
             raise ic.CorruptObjectError("simulated failure")
         return await real_open(storage, config, *args, **kwargs)
 
-    monkeypatch.setattr(repository_module.Repository, "open_async", broken_open)
+    # the migration checks the switched repository by opening it
+    monkeypatch.setattr(migration_module, "open_repository", broken_open)
     with pytest.raises(MigrationError, match="undone"):
         ic.upgrade_icechunk_repository(repo, dry_run=False)
     monkeypatch.undo()

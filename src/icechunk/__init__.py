@@ -3,9 +3,42 @@
 ``import icechunk as ic`` offers the API of the official icechunk package, and the
 repositories it writes follow the Icechunk format (spec version 2), so either
 implementation reads what the other wrote.
+
+The names below come from the façade modules (``icechunk.repository``, ``.session``,
+``.store``, ``.config``, ...). The virtual chunk store configs and the
+``credentials`` module load on first use (``__getattr__``), and ``icechunk.storage`` loads
+its network backends only when a storage is made, so ``import icechunk`` stays light.
 """
 
-from icechunk._core.config import (
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from icechunk import snapshots, types
+from icechunk._core.graph import (
+    AncestryGraph,
+)
+from icechunk._core.versions import (
+    SpecVersion,
+    spec_version,
+    supported_spec_versions,
+)
+from icechunk._maintenance.stats import (
+    ChunkStorageStats,
+)
+from icechunk._util.debug import (
+    Attribution,
+    initialize_logs,
+    print_debug_info,
+    set_logs_filter,
+    shutdown_telemetry,
+    user_agent,
+)
+from icechunk._version import (
+    __version__,
+)
+from icechunk.config import (
     CachingConfig,
     CompressionAlgorithm,
     CompressionConfig,
@@ -15,9 +48,10 @@ from icechunk._core.config import (
     ManifestSplitCondition,
     ManifestSplitDimCondition,
     ManifestSplittingConfig,
+    ManifestVirtualChunkLocationCompressionConfig,
     RepositoryConfig,
 )
-from icechunk._core.conflicts import (
+from icechunk.conflicts import (
     BasicConflictSolver,
     Conflict,
     ConflictDetector,
@@ -25,10 +59,6 @@ from icechunk._core.conflicts import (
     ConflictType,
     VersionSelection,
 )
-from icechunk._core.fork import ForkSession
-from icechunk._core.ops import FeatureFlag, RepoAvailability, RepoStatus, Update, UpdateType
-from icechunk._core.versions import SpecVersion, spec_version, supported_spec_versions
-from icechunk._maintenance.migration import upgrade_icechunk_repository
 from icechunk.exceptions import (
     AlreadyExistsError,
     BranchNotFoundError,
@@ -38,13 +68,18 @@ from icechunk.exceptions import (
     FormatError,
     IcechunkError,
     InternalError,
+    InvalidCredentialsError,
     InvalidInputError,
+    InvalidTypeError,
+    InvalidVirtualRefError,
     MergeConflictError,
     NodeNotFoundError,
     NotFoundError,
+    NoVirtualChunkContainerError,
     ObjectNotFoundError,
     PreconditionFailedError,
     ReadOnlyError,
+    ReadOnlyStorageError,
     RebaseFailedError,
     RefNotFoundError,
     RepositoryExistsError,
@@ -53,105 +88,35 @@ from icechunk.exceptions import (
     SnapshotNotFoundError,
     StorageError,
     TagNotFoundError,
+    UnauthorizedVirtualChunkContainerError,
     UnsupportedSpecVersionError,
+    VirtualChunkFetchError,
+    VirtualChunkModifiedError,
 )
-from icechunk.format.snapshot import ManifestFileInfo
-from icechunk.repository import Diff, Repository, SnapshotInfo
-from icechunk.session import ChunkType, Session, SessionMode
+from icechunk.format.snapshot import (
+    ManifestFileInfo,
+)
+from icechunk.ops import (
+    FeatureFlag,
+    GCSummary,
+    RepoAvailability,
+    RepoStatus,
+    Update,
+    UpdateType,
+)
+from icechunk.repository import (
+    Diff,
+    Repository,
+    SnapshotInfo,
+    upgrade_icechunk_repository,
+)
+from icechunk.session import (
+    ChunkType,
+    ForkSession,
+    Session,
+    SessionMode,
+)
 from icechunk.storage import (
-    Storage,
-    in_memory_storage,
-    local_filesystem_storage,
-)
-from icechunk.store import IcechunkStore
-
-__version__ = "0.1.0"
-
-from icechunk._core.graph import AncestryGraph
-from icechunk._util.debug import (
-    Attribution,
-    initialize_logs,
-    print_debug_info,
-    set_logs_filter,
-    shutdown_telemetry,
-    user_agent,
-)
-
-__all__ = [
-    "ErrorKind",
-    "AncestryGraph",
-    "Attribution",
-    "CachingConfig",
-    "CompressionAlgorithm",
-    "ManifestPreloadCondition",
-    "ManifestPreloadConfig",
-    "initialize_logs",
-    "set_logs_filter",
-    "shutdown_telemetry",
-    "InternalError",
-    "print_debug_info",
-    "user_agent",
-    "SessionMode",
-    "FeatureFlag",
-    "RepoAvailability",
-    "RepoStatus",
-    "SpecVersion",
-    "Update",
-    "UpdateType",
-    "spec_version",
-    "supported_spec_versions",
-    "BasicConflictSolver",
-    "Conflict",
-    "ConflictDetector",
-    "ConflictSolver",
-    "ConflictType",
-    "ForkSession",
-    "MergeConflictError",
-    "RebaseFailedError",
-    "VersionSelection",
-    "AlreadyExistsError",
-    "BranchNotFoundError",
-    "ChunkType",
-    "CompressionConfig",
-    "ConflictError",
-    "CorruptObjectError",
-    "Diff",
-    "FormatError",
-    "IcechunkError",
-    "IcechunkStore",
-    "InvalidInputError",
-    "ManifestConfig",
-    "ManifestFileInfo",
-    "ManifestSplitCondition",
-    "ManifestSplitDimCondition",
-    "ManifestSplittingConfig",
-    "NodeNotFoundError",
-    "NotFoundError",
-    "ObjectNotFoundError",
-    "PreconditionFailedError",
-    "ReadOnlyError",
-    "RefNotFoundError",
-    "Repository",
-    "RepositoryConfig",
-    "RepositoryExistsError",
-    "RepositoryNotFoundError",
-    "Session",
-    "SessionStateError",
-    "SnapshotInfo",
-    "SnapshotNotFoundError",
-    "Storage",
-    "StorageError",
-    "TagNotFoundError",
-    "UnsupportedSpecVersionError",
-    "__version__",
-    "in_memory_storage",
-    "local_filesystem_storage",
-    "upgrade_icechunk_repository",
-]
-
-# Object-store backends (S3 and compatibles, GCS, read-only HTTP), their credentials and
-# settings; the network clients are imported lazily, on first use of a storage.
-from icechunk.storage import (  # noqa: E402
     AnyGcsCredential,
     AnyGcsStaticCredential,
     AnyS3Credential,
@@ -162,6 +127,7 @@ from icechunk.storage import (  # noqa: E402
     S3Credentials,
     S3Options,
     S3StaticCredentials,
+    Storage,
     StorageConcurrencySettings,
     StorageRetriesSettings,
     StorageSettings,
@@ -172,6 +138,8 @@ from icechunk.storage import (  # noqa: E402
     gcs_static_credentials,
     gcs_storage,
     http_storage,
+    in_memory_storage,
+    local_filesystem_storage,
     r2_storage,
     s3_anonymous_credentials,
     s3_credentials,
@@ -181,28 +149,163 @@ from icechunk.storage import (  # noqa: E402
     s3_storage,
     tigris_storage,
 )
+from icechunk.store import (
+    IcechunkStore,
+)
+from icechunk.virtual import (
+    VirtualChunkContainer,
+    VirtualChunkSpec,
+)
 
-__all__ += [
+if TYPE_CHECKING:
+    from icechunk import credentials
+    from icechunk.storage.object_store_config import (
+        AnyCredential,
+        AnyObjectStoreConfig,
+        Credentials,
+        ObjectStoreConfig,
+        containers_credentials,
+        gcs_store,
+        http_store,
+        local_filesystem_store,
+        s3_store,
+    )
+
+#: name -> module, for the names loaded on first use
+_LAZY: dict[str, str] = {
+    "credentials": "icechunk.credentials",
+    "AnyCredential": "icechunk.storage.object_store_config",
+    "AnyObjectStoreConfig": "icechunk.storage.object_store_config",
+    "Credentials": "icechunk.storage.object_store_config",
+    "ObjectStoreConfig": "icechunk.storage.object_store_config",
+    "containers_credentials": "icechunk.storage.object_store_config",
+    "gcs_store": "icechunk.storage.object_store_config",
+    "http_store": "icechunk.storage.object_store_config",
+    "local_filesystem_store": "icechunk.storage.object_store_config",
+    "s3_store": "icechunk.storage.object_store_config",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'icechunk' has no attribute {name!r}")
+    loaded = importlib.import_module(module)
+    value = loaded if module == f"icechunk.{name}" else getattr(loaded, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = [
+    "AlreadyExistsError",
+    "AncestryGraph",
+    "AnyCredential",
     "AnyGcsCredential",
     "AnyGcsStaticCredential",
+    "AnyObjectStoreConfig",
     "AnyS3Credential",
+    "Attribution",
+    "BasicConflictSolver",
+    "BranchNotFoundError",
+    "CachingConfig",
     "ChecksumAlgorithm",
+    "ChunkStorageStats",
+    "ChunkType",
+    "CompressionAlgorithm",
+    "CompressionConfig",
+    "Conflict",
+    "ConflictDetector",
+    "ConflictError",
+    "ConflictSolver",
+    "ConflictType",
+    "CorruptObjectError",
+    "Credentials",
+    "Diff",
+    "ErrorKind",
+    "FeatureFlag",
+    "ForkSession",
+    "FormatError",
+    "GCSummary",
     "GcsBearerCredential",
     "GcsCredentials",
     "GcsStaticCredentials",
+    "IcechunkError",
+    "IcechunkStore",
+    "InternalError",
+    "InvalidCredentialsError",
+    "InvalidInputError",
+    "InvalidTypeError",
+    "InvalidVirtualRefError",
+    "ManifestConfig",
+    "ManifestFileInfo",
+    "ManifestPreloadCondition",
+    "ManifestPreloadConfig",
+    "ManifestSplitCondition",
+    "ManifestSplitDimCondition",
+    "ManifestSplittingConfig",
+    "ManifestVirtualChunkLocationCompressionConfig",
+    "MergeConflictError",
+    "NoVirtualChunkContainerError",
+    "NodeNotFoundError",
+    "NotFoundError",
+    "ObjectNotFoundError",
+    "ObjectStoreConfig",
+    "PreconditionFailedError",
+    "ReadOnlyError",
+    "ReadOnlyStorageError",
+    "RebaseFailedError",
+    "RefNotFoundError",
+    "RepoAvailability",
+    "RepoStatus",
+    "Repository",
+    "RepositoryConfig",
+    "RepositoryExistsError",
+    "RepositoryNotFoundError",
     "S3Credentials",
     "S3Options",
     "S3StaticCredentials",
+    "Session",
+    "SessionMode",
+    "SessionStateError",
+    "SnapshotInfo",
+    "SnapshotNotFoundError",
+    "SpecVersion",
+    "Storage",
     "StorageConcurrencySettings",
+    "StorageError",
     "StorageRetriesSettings",
     "StorageSettings",
     "StorageTimeoutSettings",
+    "TagNotFoundError",
+    "UnauthorizedVirtualChunkContainerError",
+    "UnsupportedSpecVersionError",
+    "Update",
+    "UpdateType",
+    "VersionSelection",
+    "VirtualChunkContainer",
+    "VirtualChunkFetchError",
+    "VirtualChunkModifiedError",
+    "VirtualChunkSpec",
+    "__version__",
+    "containers_credentials",
+    "credentials",
     "gcs_credentials",
     "gcs_from_env_credentials",
     "gcs_refreshable_credentials",
     "gcs_static_credentials",
     "gcs_storage",
+    "gcs_store",
     "http_storage",
+    "http_store",
+    "in_memory_storage",
+    "initialize_logs",
+    "local_filesystem_storage",
+    "local_filesystem_store",
+    "print_debug_info",
     "r2_storage",
     "s3_anonymous_credentials",
     "s3_credentials",
@@ -210,58 +313,12 @@ __all__ += [
     "s3_refreshable_credentials",
     "s3_static_credentials",
     "s3_storage",
-    "tigris_storage",
-]
-
-# Maintenance: snapshot expiration, garbage collection, storage statistics.
-from icechunk._maintenance.gc import GCSummary  # noqa: E402
-from icechunk._maintenance.stats import ChunkStorageStats  # noqa: E402
-from icechunk.exceptions import InvalidTypeError, ReadOnlyStorageError  # noqa: E402
-
-__all__ += ["ChunkStorageStats", "GCSummary", "InvalidTypeError", "ReadOnlyStorageError"]
-
-# Virtual chunks: references to byte ranges of objects outside the repository.
-from icechunk import credentials  # noqa: E402
-from icechunk._core.config import ManifestVirtualChunkLocationCompressionConfig  # noqa: E402
-from icechunk._virtual.resolver import VirtualChunkContainer, VirtualChunkSpec  # noqa: E402
-from icechunk.exceptions import (  # noqa: E402
-    InvalidCredentialsError,
-    InvalidVirtualRefError,
-    NoVirtualChunkContainerError,
-    UnauthorizedVirtualChunkContainerError,
-    VirtualChunkFetchError,
-    VirtualChunkModifiedError,
-)
-from icechunk.storage.object_store_config import (  # noqa: E402
-    AnyCredential,
-    AnyObjectStoreConfig,
-    Credentials,
-    ObjectStoreConfig,
-    containers_credentials,
-    gcs_store,
-    http_store,
-    local_filesystem_store,
-    s3_store,
-)
-
-__all__ += [
-    "AnyCredential",
-    "AnyObjectStoreConfig",
-    "Credentials",
-    "InvalidCredentialsError",
-    "InvalidVirtualRefError",
-    "ManifestVirtualChunkLocationCompressionConfig",
-    "NoVirtualChunkContainerError",
-    "ObjectStoreConfig",
-    "UnauthorizedVirtualChunkContainerError",
-    "VirtualChunkContainer",
-    "VirtualChunkFetchError",
-    "VirtualChunkModifiedError",
-    "VirtualChunkSpec",
-    "containers_credentials",
-    "credentials",
-    "gcs_store",
-    "http_store",
-    "local_filesystem_store",
     "s3_store",
+    "set_logs_filter",
+    "shutdown_telemetry",
+    "spec_version",
+    "supported_spec_versions",
+    "tigris_storage",
+    "upgrade_icechunk_repository",
+    "user_agent",
 ]

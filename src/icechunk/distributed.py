@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from icechunk._core.fork import ForkSession, merge_forks
+from icechunk._core.fork import ForkSession, merge_forks, sibling_fork
 from icechunk._util.sync import run
 from icechunk.exceptions import InvalidInputError
 
@@ -44,13 +44,6 @@ def merge_sessions(*values: Any) -> ForkSession:
         return forks[0]
     first = forks[0]
     # a sibling of the forks, standing in for their common parent
-    merged = ForkSession(
-        first._repo,
-        first._snapshot,
-        branch=first._branch,
-        changes=first._inherited.copy(),
-        inherited=first._inherited.copy(),
-        origin=first._origin,
-    )
+    merged = sibling_fork(first)
     run(merge_forks(merged, forks))
     return merged

@@ -1,199 +1,65 @@
-"""Repository: open/create, refs (branches and tags), history, sessions."""
+"""Repository: create and open, branches and tags, history, sessions, diffs.
+
+The official ``icechunk.repository`` module. :class:`Repository` is a façade over the
+engine's :class:`~icechunk._core.state.RepoState`: its methods check their arguments and
+call ``_core`` (lifecycle, refs, history) and, through the method groups it inherits from
+``_repository_admin`` and ``_repository_maintenance``, ``_core.admin`` and ``_maintenance``.
+Each ``x_async`` method has a blocking twin ``x``.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import random
-import time
+import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from icechunk._core import keys
+from icechunk._core import history, lifecycle, refs
 from icechunk._core.config import RepositoryConfig
 from icechunk._core.graph import AncestryGraph
-from icechunk._core.objects import RepoObjects
+from icechunk._core.history import Diff, SnapshotInfo
+from icechunk._core.state import RepoState, detect_spec_version
 from icechunk._core.versions import SpecVersion
-from icechunk._maintenance.expiration import ancestry
+from icechunk._maintenance.migration import upgrade_state
+from icechunk._repository_admin import RepositoryAdminMethods
+from icechunk._repository_maintenance import RepositoryMaintenanceMethods
 from icechunk._util.debug import Attribution
 from icechunk._util.sync import run
-from icechunk.exceptions import (
-    AlreadyExistsError,
-    BranchNotFoundError,
-    ConflictError,
-    IcechunkError,
-    InvalidInputError,
-    ObjectNotFoundError,
-    PreconditionFailedError,
-    ReadOnlyError,
-    RepositoryExistsError,
-    RepositoryNotFoundError,
-    SnapshotNotFoundError,
-    TagNotFoundError,
-    UnsupportedSpecVersionError,
-)
-from icechunk.format.header import LATEST_SPEC_VERSION
-from icechunk.format.ids import INITIAL_SNAPSHOT_ID, encode_base32, normalize_id12
-from icechunk.format.manifest import LocationCompression
-from icechunk.format.repo_info import (
-    Availability,
-    RepoInfo,
-    SnapshotEntry,
-    Update,
-    UpdateKind,
-    copy_repo_info,
-    decode_repo_info,
-    encode_repo_info,
-)
-from icechunk.format.snapshot import ManifestFileInfo, Snapshot, encode_snapshot
-from icechunk.format.transaction_log import TransactionLog, encode_transaction_log
-from icechunk.repository_admin import RepositoryAdmin, flag_enabled
-from icechunk.repository_maintenance import RepositoryMaintenance
-from icechunk.storage.base import Storage, Version
+from icechunk.exceptions import IcechunkError, InvalidInputError, RepositoryExistsError
+from icechunk.storage.base import Storage
 
 if TYPE_CHECKING:
-    from icechunk.session import Session
+    from icechunk._core.conflicts import ConflictSolver
+    from icechunk._core.session import Session
+    from icechunk._core.store import IcechunkStore
+    from icechunk.storage.settings import StorageSettings
 
-_BACKUP_EPOCH_MS = 32503680000000  # 3000-01-01T00:00:00Z: newer backups sort first
-_MAX_REPO_UPDATE_TRIES = 200
+__all__ = ["Diff", "Repository", "SnapshotInfo", "upgrade_icechunk_repository"]
 
-
-def now_us() -> int:
-    return time.time_ns() // 1000
-
-
-def us_to_datetime(us: int) -> datetime:
-    return datetime.fromtimestamp(us // 1_000_000, UTC).replace(microsecond=us % 1_000_000)
+_PRIVATE = object()
 
 
-@dataclass
-class SnapshotInfo:
-    """One entry of the repository history."""
-
-    id: str
-    parent_id: str | None
-    written_at: datetime
-    message: str
-    metadata: dict[str, Any]
-    _manifests_loader: Callable[[], list[ManifestFileInfo]] | None = field(
-        default=None, repr=False, compare=False
-    )
-
-    @property
-    def commit_message(self) -> str:
-        return self.message
-
-    @property
-    def manifests(self) -> list[ManifestFileInfo]:
-        return self._manifests_loader() if self._manifests_loader else []
-
-
-@dataclass
-class Diff:
-    """What changed between two versions (or in a session): node paths and chunk coordinates."""
-
-    new_groups: set[str] = field(default_factory=set)
-    new_arrays: set[str] = field(default_factory=set)
-    deleted_groups: set[str] = field(default_factory=set)
-    deleted_arrays: set[str] = field(default_factory=set)
-    updated_groups: set[str] = field(default_factory=set)
-    updated_arrays: set[str] = field(default_factory=set)
-    updated_chunks: dict[str, list[list[int]]] = field(default_factory=dict)
-    moved_nodes: list[tuple[str, str]] = field(default_factory=list)
-
-    def is_empty(self) -> bool:
-        return not any(
-            (
-                self.new_groups,
-                self.new_arrays,
-                self.deleted_groups,
-                self.deleted_arrays,
-                self.updated_groups,
-                self.updated_arrays,
-                self.updated_chunks,
-                self.moved_nodes,
-            )
-        )
-
-    def __repr__(self) -> str:
-        parts = [
-            f"{name}={sorted(getattr(self, name))}"
-            for name in (
-                "new_groups",
-                "new_arrays",
-                "deleted_groups",
-                "deleted_arrays",
-                "updated_groups",
-                "updated_arrays",
-            )
-            if getattr(self, name)
-        ]
-        if self.updated_chunks:
-            counts = {p: len(c) for p, c in sorted(self.updated_chunks.items())}
-            parts.append(f"updated_chunks={counts}")
-        return f"Diff({', '.join(parts)})"
-
-
-def diff_from_logs(logs: list[TransactionLog], old: Snapshot, new: Snapshot) -> Diff:
-    """Combine transaction logs of the commits after ``old`` up to ``new`` into paths."""
-    old_by_id = {n.id: n for n in old.nodes.values()}
-    new_by_id = {n.id: n for n in new.nodes.values()}
-    touched: set[str] = set()
-    chunks: dict[str, set[tuple[int, ...]]] = {}
-    for log in logs:
-        touched |= log.updated_arrays | log.updated_groups
-        for node_id, coords in log.updated_chunks.items():
-            chunks.setdefault(node_id, set()).update(coords)
-    diff = Diff()
-    for node_id, node in new_by_id.items():
-        if node_id not in old_by_id:
-            (diff.new_arrays if node.is_array else diff.new_groups).add(node.path)
-        elif node_id in touched and node.user_data != old_by_id[node_id].user_data:
-            (diff.updated_arrays if node.is_array else diff.updated_groups).add(node.path)
-    for node_id, node in old_by_id.items():
-        if node_id not in new_by_id:
-            (diff.deleted_arrays if node.is_array else diff.deleted_groups).add(node.path)
-    for node_id, coords in chunks.items():
-        node = new_by_id.get(node_id)
-        if node is not None and coords:
-            diff.updated_chunks[node.path] = [list(c) for c in sorted(coords)]
-    for log in logs:
-        diff.moved_nodes.extend((m.from_path, m.to_path) for m in log.moved_nodes)
-    return diff
-
-
-class Repository(RepositoryAdmin, RepositoryMaintenance):
+class Repository(RepositoryAdminMethods, RepositoryMaintenanceMethods):
     """An icechunk repository on some storage.
 
-    Create one with :meth:`create`, :meth:`open` or :meth:`open_or_create`.
+    Get one with :meth:`create`, :meth:`open` or :meth:`open_or_create`; it is cheap to
+    keep, pickles (for dask and multiprocessing) and opens sessions for reading and writing.
     """
 
     def __init__(
-        self,
-        storage: Storage,
-        config: RepositoryConfig,
-        spec_version: int,
-        *,
-        _token: object = None,
+        self, state: RepoState, attribution: Attribution | None = None, *, _token: object = None
     ) -> None:
         if _token is not _PRIVATE:
             raise IcechunkError(
                 "use Repository.create(storage), Repository.open(storage) or "
                 "Repository.open_or_create(storage) to get a Repository"
             )
-        self._storage = storage
-        self._config = config
-        self._spec_version = spec_version
-        self._objects = RepoObjects(storage)
-        self._repo_info_cache: tuple[bytes, RepoInfo] | None = None
-        self._default_commit_metadata: dict[str, Any] = {}
-        self._set_virtual_access(None)
+        self._state = state
+        self._attribution = attribution or Attribution()
 
     def __repr__(self) -> str:
-        return f"<icechunk.Repository at {self._storage.describe()}>"
+        return f"<icechunk.Repository at {self._state.storage.describe()}>"
 
     def __dask_tokenize__(self) -> tuple[str, ...]:
         # Branches move: which version a Repository argument stands for is only known
@@ -201,22 +67,11 @@ class Repository(RepositoryAdmin, RepositoryMaintenance):
         return ("icechunk.Repository", uuid.uuid4().hex)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {
-            "storage": self._storage,
-            "config": self._config,
-            "spec_version": self._spec_version,
-            "default_commit_metadata": self._default_commit_metadata,
-            "virtual_access": self._virtual_access,
-        }
+        return {"state": self._state, "attribution": self._attribution}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self._storage = state["storage"]
-        self._config = state["config"]
-        self._spec_version = state["spec_version"]
-        self._objects = RepoObjects(self._storage)
-        self._repo_info_cache = None
-        self._default_commit_metadata = state.get("default_commit_metadata", {})
-        self._set_virtual_access(state.get("virtual_access"), warn=False)
+        self._state = state["state"]
+        self._attribution = state.get("attribution") or Attribution()
 
     # ------------------------------------------------------------------
     # creation and opening
@@ -229,15 +84,47 @@ class Repository(RepositoryAdmin, RepositoryMaintenance):
         authorize_virtual_chunk_access: dict[str, Any] | None = None,
         spec_version: int | None = None,
         check_clean_root: bool = True,
-        attribution: Any = None,
+        attribution: Attribution | None = None,
     ) -> Repository:
         """Create a new repository; fails if one already exists at ``storage``.
 
-        With ``check_clean_root`` (the default) the location must hold no objects at all.
+        Parameters
+        ----------
+        storage
+            Where the repository lives (``ic.local_filesystem_storage(path)``, ...).
+        config
+            The repository configuration; it is persisted in the repository.
+        authorize_virtual_chunk_access
+            Virtual chunk container url prefixes this client may read, each with its
+            credentials (or None for anonymous access).
+        spec_version
+            The format version to write; only the latest (2) is supported.
+        check_clean_root
+            Require that the location holds no objects at all (the default).
+        attribution
+            Labels identifying this client (kept on the repository as ``attribution``).
+
+        Returns
+        -------
+        Repository
+
+        Raises
+        ------
+        RepositoryExistsError
+            A repository already exists there.
+        AlreadyExistsError
+            ``check_clean_root`` and the location is not empty.
+        InvalidInputError
+            A bad storage, config or spec version.
         """
         return run(
             cls.create_async(
-                storage, config, authorize_virtual_chunk_access, spec_version, check_clean_root
+                storage,
+                config,
+                authorize_virtual_chunk_access,
+                spec_version,
+                check_clean_root,
+                attribution,
             )
         )
 
@@ -249,67 +136,12 @@ class Repository(RepositoryAdmin, RepositoryMaintenance):
         authorize_virtual_chunk_access: dict[str, Any] | None = None,
         spec_version: int | None = None,
         check_clean_root: bool = True,
-        attribution: Any = None,
+        attribution: Attribution | None = None,
     ) -> Repository:
-        _check_storage(storage)
-        _check_config(config)
-        if spec_version not in (None, LATEST_SPEC_VERSION):
-            raise InvalidInputError(
-                f"this library creates spec version {LATEST_SPEC_VERSION} repositories only "
-                f"(asked for {spec_version!r})"
-            )
-        if await _detect_spec_version(storage) is not None:
-            raise RepositoryExistsError(
-                f"a repository already exists at {storage.describe()}; use Repository.open"
-            )
-        if check_clean_root:
-            async for info in storage.list(""):
-                raise AlreadyExistsError(
-                    f"{storage.describe()} is not empty (it holds {info.key!r}); create "
-                    "repositories in an empty location, or pass check_clean_root=False"
-                )
-        written = now_us()
-        root = Snapshot(
-            id=INITIAL_SNAPSHOT_ID,
-            nodes={},
-            flushed_at=written,
-            message="Repository initialized",
-            metadata={"__icechunk": {"is_root": True}},
-            manifest_files=[],
-        )
-        effective = RepositoryConfig.default().merge(config)
-        storage = _with_storage_settings(storage, effective)
-        level = effective.effective_compression_level
-        await storage.put(
-            keys.transaction_key(INITIAL_SNAPSHOT_ID),
-            encode_transaction_log(TransactionLog(INITIAL_SNAPSHOT_ID), compression_level=level),
-        )
-        await storage.put(
-            keys.snapshot_key(INITIAL_SNAPSHOT_ID), encode_snapshot(root, compression_level=level)
-        )
-        info = RepoInfo(
-            branches={"main": INITIAL_SNAPSHOT_ID},
-            tags={},
-            deleted_tags=set(),
-            snapshots={
-                INITIAL_SNAPSHOT_ID: SnapshotEntry(
-                    INITIAL_SNAPSHOT_ID, None, written, root.message, dict(root.metadata)
-                )
-            },
-            latest_updates=[Update(UpdateKind.REPO_INITIALIZED, written)],
-            config=config.to_bytes() if config is not None else None,
-        )
-        try:
-            await storage.put_if_absent(
-                keys.REPO_INFO_KEY, encode_repo_info(info, compression_level=level)
-            )
-        except PreconditionFailedError:
-            raise RepositoryExistsError(
-                f"a repository already exists at {storage.describe()}; use Repository.open"
-            ) from None
-        repo = cls(storage, effective, LATEST_SPEC_VERSION, _token=_PRIVATE)
-        repo._set_virtual_access(authorize_virtual_chunk_access)
-        return repo
+        """Async version of :meth:`create`."""
+        state = await lifecycle.create_repository(storage, config, spec_version, check_clean_root)
+        state.authorize_virtual(authorize_virtual_chunk_access)
+        return cls(state, _check_attribution(attribution), _token=_PRIVATE)
 
     @classmethod
     def open(
@@ -317,10 +149,31 @@ class Repository(RepositoryAdmin, RepositoryMaintenance):
         storage: Storage,
         config: RepositoryConfig | None = None,
         authorize_virtual_chunk_access: dict[str, Any] | None = None,
-        attribution: Any = None,
+        attribution: Attribution | None = None,
     ) -> Repository:
-        """Open an existing repository."""
-        return run(cls.open_async(storage, config, authorize_virtual_chunk_access))
+        """Open an existing repository.
+
+        Parameters
+        ----------
+        storage
+            Where the repository lives.
+        config
+            Settings merged over the configuration persisted in the repository.
+        authorize_virtual_chunk_access
+            Virtual chunk container url prefixes this client may read, with credentials.
+        attribution
+            Labels identifying this client.
+
+        Returns
+        -------
+        Repository
+
+        Raises
+        ------
+        RepositoryNotFoundError
+            There is no repository at ``storage``.
+        """
+        return run(cls.open_async(storage, config, authorize_virtual_chunk_access, attribution))
 
     @classmethod
     async def open_async(
@@ -328,22 +181,12 @@ class Repository(RepositoryAdmin, RepositoryMaintenance):
         storage: Storage,
         config: RepositoryConfig | None = None,
         authorize_virtual_chunk_access: dict[str, Any] | None = None,
-        attribution: Any = None,
+        attribution: Attribution | None = None,
     ) -> Repository:
-        _check_storage(storage)
-        _check_config(config)
-        spec = await _detect_spec_version(storage)
-        if spec is None:
-            raise RepositoryNotFoundError(
-                f"no icechunk repository at {storage.describe()}; create one with "
-                "Repository.create(storage)"
-            )
-        persisted = await _fetch_config(storage, spec)
-        effective = RepositoryConfig.default().merge(persisted).merge(config)
-        storage = _with_storage_settings(storage, effective)
-        repo = cls(storage, effective, spec, _token=_PRIVATE)
-        repo._set_virtual_access(authorize_virtual_chunk_access)
-        return repo
+        """Async version of :meth:`open`."""
+        state = await lifecycle.open_repository(storage, config)
+        state.authorize_virtual(authorize_virtual_chunk_access)
+        return cls(state, _check_attribution(attribution), _token=_PRIVATE)
 
     @classmethod
     def open_or_create(
@@ -352,12 +195,16 @@ class Repository(RepositoryAdmin, RepositoryMaintenance):
         config: RepositoryConfig | None = None,
         authorize_virtual_chunk_access: dict[str, Any] | None = None,
         create_version: int | None = None,
-        attribution: Any = None,
+        attribution: Attribution | None = None,
     ) -> Repository:
-        """Open the repository at ``storage``, creating it first if there is none."""
+        """Open the repository at ``storage``, creating it first if there is none.
+
+        Parameters are those of :meth:`create` (``create_version`` is its
+        ``spec_version``) and :meth:`open`.
+        """
         return run(
             cls.open_or_create_async(
-                storage, config, authorize_virtual_chunk_access, create_version
+                storage, config, authorize_virtual_chunk_access, create_version, attribution
             )
         )
 
@@ -368,10 +215,11 @@ class Repository(RepositoryAdmin, RepositoryMaintenance):
         config: RepositoryConfig | None = None,
         authorize_virtual_chunk_access: dict[str, Any] | None = None,
         create_version: int | None = None,
-        attribution: Any = None,
+        attribution: Attribution | None = None,
     ) -> Repository:
-        _check_storage(storage)
-        if await _detect_spec_version(storage) is None:
+        """Async version of :meth:`open_or_create`."""
+        lifecycle.check_storage(storage)
+        if await detect_spec_version(storage) is None:
             try:
                 return await cls.create_async(
                     storage,
@@ -379,33 +227,40 @@ class Repository(RepositoryAdmin, RepositoryMaintenance):
                     authorize_virtual_chunk_access,
                     spec_version=create_version,
                     check_clean_root=False,
+                    attribution=attribution,
                 )
             except RepositoryExistsError:
                 pass  # someone else created it at the same moment
-        return await cls.open_async(storage, config, authorize_virtual_chunk_access)
+        return await cls.open_async(storage, config, authorize_virtual_chunk_access, attribution)
 
     @staticmethod
-    def exists(storage: Storage, storage_settings: Any = None) -> bool:
-        """Whether a repository exists at ``storage``."""
-        return run(Repository.exists_async(storage))
+    def exists(storage: Storage, storage_settings: StorageSettings | None = None) -> bool:
+        """Whether a repository exists at ``storage`` (read with ``storage_settings``)."""
+        return run(Repository.exists_async(storage, storage_settings))
 
     @staticmethod
-    def fetch_spec_version(storage: Storage, storage_settings: Any = None) -> SpecVersion | None:
+    async def exists_async(
+        storage: Storage, storage_settings: StorageSettings | None = None
+    ) -> bool:
+        """Async version of :meth:`exists`."""
+        storage = _with_settings(storage, storage_settings)
+        return await detect_spec_version(storage) is not None
+
+    @staticmethod
+    def fetch_spec_version(
+        storage: Storage, storage_settings: StorageSettings | None = None
+    ) -> SpecVersion | None:
         """The format version of the repository at ``storage`` (None if there is none)."""
-        return run(Repository.fetch_spec_version_async(storage))
+        return run(Repository.fetch_spec_version_async(storage, storage_settings))
 
     @staticmethod
     async def fetch_spec_version_async(
-        storage: Storage, storage_settings: Any = None
+        storage: Storage, storage_settings: StorageSettings | None = None
     ) -> SpecVersion | None:
-        _check_storage(storage)
-        spec = await _detect_spec_version(storage)
+        """Async version of :meth:`fetch_spec_version`."""
+        storage = _with_settings(storage, storage_settings)
+        spec = await detect_spec_version(storage)
         return None if spec is None else SpecVersion(spec)
-
-    @staticmethod
-    async def exists_async(storage: Storage, storage_settings: Any = None) -> bool:
-        _check_storage(storage)
-        return await _detect_spec_version(storage) is not None
 
     @staticmethod
     def fetch_config(storage: Storage) -> RepositoryConfig | None:
@@ -414,240 +269,106 @@ class Repository(RepositoryAdmin, RepositoryMaintenance):
 
     @staticmethod
     async def fetch_config_async(storage: Storage) -> RepositoryConfig | None:
-        _check_storage(storage)
-        spec = await _detect_spec_version(storage)
-        if spec is None:
-            raise RepositoryNotFoundError(f"no icechunk repository at {storage.describe()}")
-        return await _fetch_config(storage, spec)
+        """Async version of :meth:`fetch_config`."""
+        return await lifecycle.persisted_config(storage)
 
     # ------------------------------------------------------------------
     # properties and config
 
     @property
     def storage(self) -> Storage:
-        return self._storage
+        """The storage this repository lives on (with the config's storage settings)."""
+        return self._state.storage
 
     @property
     def attribution(self) -> Attribution:
-        """Labels identifying this client (kept for compatibility; sent nowhere yet)."""
-        return getattr(self, "_attribution", None) or Attribution()
+        """Labels identifying this client, as given to create/open."""
+        return self._attribution
 
     @property
     def config(self) -> RepositoryConfig:
-        return self._config
+        """The effective configuration (persisted config merged with the one given)."""
+        return self._state.config
 
     @property
     def spec_version(self) -> SpecVersion:
-        return SpecVersion(self._spec_version)
-
-    # -- virtual chunks ----------------------------------------------------
-
-    def _set_virtual_access(
-        self, authorize: Mapping[str, Any] | None, *, warn: bool = True
-    ) -> None:
-        """Authorise virtual chunk containers (url_prefix -> credentials or None)."""
-        from icechunk._virtual.resolver import resolver_for, warn_none_credentials
-
-        if warn:
-            warn_none_credentials(authorize)
-        resolver = resolver_for(self._config, authorize)
-        self._virtual_access = dict(authorize or {})
-        self._objects.virtual = resolver
+        """The format version of this repository."""
+        return SpecVersion(self._state.spec_version)
 
     @property
     def authorized_virtual_container_prefixes(self) -> set[str]:
         """The url prefixes of the virtual chunk containers this repository may read."""
-        return set(self._virtual_access)
-
-    def _location_compression(self) -> LocationCompression:
-        """How new manifests compress virtual chunk locations (from the config)."""
-        return LocationCompression.from_config(self._config.location_compression)
+        return set(self._state.virtual_access)
 
     def save_config(self) -> None:
         """Persist this repository's configuration in the repository."""
         run(self.save_config_async())
 
     async def save_config_async(self) -> None:
-        data = self._config.to_bytes()
+        """Async version of :meth:`save_config`."""
+        from icechunk._core.admin import save_config
 
-        def mutate(info: RepoInfo) -> Update:
-            info.config = data
-            return Update(UpdateKind.CONFIG_CHANGED, 0)
-
-        await self._update_repo_info(mutate)
+        await save_config(self._state)
 
     def reopen(
         self,
         config: RepositoryConfig | None = None,
         authorize_virtual_chunk_access: dict[str, Any] | None = None,
     ) -> Repository:
-        """The same repository with another configuration."""
-        _check_config(config)
-        merged = self._config.merge(config)
-        repo = Repository(
-            _with_storage_settings(self._storage, merged),
-            merged,
-            self._spec_version,
-            _token=_PRIVATE,
-        )
-        repo._default_commit_metadata = dict(self._default_commit_metadata)
-        if authorize_virtual_chunk_access is None:
-            repo._set_virtual_access(self._virtual_access, warn=False)
-        else:
-            repo._set_virtual_access(authorize_virtual_chunk_access)
-        return repo
+        """The same repository with ``config`` merged over this one's configuration.
+
+        The authorised virtual chunk containers are kept unless
+        ``authorize_virtual_chunk_access`` replaces them.
+        """
+        lifecycle.check_config(config)
+        state = self._state.with_config(self._state.config.merge(config))
+        if authorize_virtual_chunk_access is not None:
+            state.authorize_virtual(authorize_virtual_chunk_access)
+        return Repository(state, self._attribution, _token=_PRIVATE)
 
     async def reopen_async(
         self,
         config: RepositoryConfig | None = None,
         authorize_virtual_chunk_access: dict[str, Any] | None = None,
     ) -> Repository:
+        """Async version of :meth:`reopen`."""
         return self.reopen(config, authorize_virtual_chunk_access)
 
     # ------------------------------------------------------------------
-    # repo info access
-
-    async def _repo_info(self) -> RepoInfo:
-        info, _ = await self._repo_info_with_version()
-        return info
-
-    async def _repo_info_with_version(self) -> tuple[RepoInfo, Version | None]:
-        if self._spec_version == 1:
-            from icechunk._core.spec_v1 import load_v1_repo_info
-
-            return await load_v1_repo_info(self._storage), None
-        try:
-            data, version = await self._storage.get_with_version(keys.REPO_INFO_KEY)
-        except ObjectNotFoundError:
-            raise RepositoryNotFoundError(
-                f"the repo info file of {self._storage.describe()} has disappeared"
-            ) from None
-        info = self._decode_repo_info(data)
-        if info.spec_version > LATEST_SPEC_VERSION:
-            raise UnsupportedSpecVersionError(
-                f"repository spec version {info.spec_version} is newer than this library "
-                "supports; upgrade the icechunk package"
-            )
-        return info, version
-
-    async def _read_repo_info_for_update(self) -> tuple[bytes, Version, RepoInfo]:
-        data, version = await self._storage.get_with_version(keys.REPO_INFO_KEY)
-        return data, version, self._decode_repo_info(data)
-
-    def _decode_repo_info(self, data: bytes) -> RepoInfo:
-        """Decode the repo file, or copy the last decoding when the bytes are unchanged.
-
-        A session and its commit read the file again and again, and it lists every
-        snapshot: decoding it is most of a small commit's cost otherwise.
-        """
-        cached = self._repo_info_cache
-        if cached is None or cached[0] != data:
-            cached = self._repo_info_cache = (data, decode_repo_info(data))
-        return copy_repo_info(cached[1])
-
-    async def _write_backup(self, data: bytes) -> str:
-        """Keep a copy of a repo file about to be replaced; return its name."""
-        backup = _backup_name()
-        await self._storage.put_fresh(keys.backup_key(backup), data)  # referenced after the swap
-        return backup
-
-    async def _update_repo_info(
-        self,
-        mutate: Callable[[RepoInfo], Update],
-        *,
-        allow_offline: bool = False,
-        current: tuple[bytes, Version, RepoInfo] | None = None,
-        current_backup: Awaitable[str] | None = None,
-    ) -> RepoInfo:
-        """Apply ``mutate`` to the latest repo info and swap it in atomically.
-
-        ``mutate`` changes the info in place and returns the ops-log entry to add
-        (its time is filled in here). It runs again on a fresh copy whenever
-        another writer changed the file first, so it must only depend on its input.
-        ``current`` is a just-read (bytes, version, decoded info) to start from, and
-        ``current_backup`` (from :meth:`_write_backup`) the backup of those bytes if the
-        caller already started writing it.
-        """
-        if self._spec_version != LATEST_SPEC_VERSION:
-            raise UnsupportedSpecVersionError(
-                f"this is a spec version {self._spec_version} repository, which this library "
-                "opens read-only; upgrade it first with "
-                "ic.upgrade_icechunk_repository(repo, dry_run=False)"
-            )
-        for attempt in range(_MAX_REPO_UPDATE_TRIES):
-            if current is not None:
-                (data, version, info), current = current, None
-            else:
-                data, version, info = await self._read_repo_info_for_update()
-            if info.spec_version > LATEST_SPEC_VERSION:
-                raise UnsupportedSpecVersionError(
-                    f"repository spec version {info.spec_version} is newer than this library "
-                    "supports; refusing to write"
-                )
-            if info.status.availability != Availability.ONLINE and not allow_offline:
-                reason = f": {info.status.reason}" if info.status.reason else ""
-                raise ReadOnlyError(
-                    f"the repository is {info.status.availability.name.lower()}{reason}"
-                )
-            update = mutate(info)
-            head_time = info.latest_updates[0].updated_at if info.latest_updates else 0
-            update.updated_at = max(now_us(), update.updated_at, head_time + 1)
-            if current_backup is not None:
-                backup, current_backup = await current_backup, None
-            else:
-                backup = await self._write_backup(data)
-            if info.latest_updates:
-                info.latest_updates[0].backup_path = backup
-            info.latest_updates.insert(0, update)
-            _cap_ops_log(info, self._config.effective_num_updates_per_repo_info_file)
-            new_data = encode_repo_info(
-                info, compression_level=self._config.effective_compression_level
-            )
-            try:
-                await self._storage.put_if_version(keys.REPO_INFO_KEY, new_data, version)
-                self._repo_info_cache = (new_data, copy_repo_info(info))
-                return info
-            except PreconditionFailedError:
-                await self._storage.delete([keys.backup_key(backup)])
-                await asyncio.sleep(_backoff(attempt))
-        raise IcechunkError(
-            f"could not update the repo info file after {_MAX_REPO_UPDATE_TRIES} tries: "
-            "too many concurrent writers"
-        )
-
-    # ------------------------------------------------------------------
-    # branches
+    # branches and tags
 
     def create_branch(self, branch: str, snapshot_id: str) -> None:
-        """Create ``branch`` pointing at ``snapshot_id``."""
+        """Create ``branch`` pointing at ``snapshot_id``.
+
+        Raises
+        ------
+        AlreadyExistsError
+            The branch exists.
+        SnapshotNotFoundError
+            There is no such snapshot.
+        """
         run(self.create_branch_async(branch, snapshot_id))
 
     async def create_branch_async(self, branch: str, snapshot_id: str) -> None:
-        _check_ref_name(branch, "branch")
-        snapshot_id = normalize_id12(snapshot_id)
-
-        def mutate(info: RepoInfo) -> Update:
-            if branch in info.branches:
-                raise AlreadyExistsError(f"branch {branch!r} already exists")
-            _require_snapshot(info, snapshot_id)
-            info.branches[branch] = snapshot_id
-            return Update(UpdateKind.BRANCH_CREATED, 0, {"name": branch})
-
-        await self._update_repo_info(mutate)
+        """Async version of :meth:`create_branch`."""
+        await refs.create_branch(self._state, branch, snapshot_id)
 
     def list_branches(self) -> set[str]:
+        """The names of every branch."""
         return run(self.list_branches_async())
 
     async def list_branches_async(self) -> set[str]:
-        return set((await self._repo_info()).branches)
+        """Async version of :meth:`list_branches`."""
+        return set((await self._state.repo_info()).branches)
 
     def lookup_branch(self, branch: str) -> str:
-        """The snapshot id at the tip of ``branch``."""
+        """The snapshot id at the tip of ``branch`` (:class:`BranchNotFoundError` if none)."""
         return run(self.lookup_branch_async(branch))
 
     async def lookup_branch_async(self, branch: str) -> str:
-        _check_ref_name(branch, "branch")
-        return _branch_tip(await self._repo_info(), branch)
+        """Async version of :meth:`lookup_branch`."""
+        refs.check_ref_name(branch, "branch")
+        return refs.branch_tip(await self._state.repo_info(), branch)
 
     def reset_branch(
         self, branch: str, snapshot_id: str, *, from_snapshot_id: str | None = None
@@ -662,120 +383,60 @@ class Repository(RepositoryAdmin, RepositoryMaintenance):
     async def reset_branch_async(
         self, branch: str, snapshot_id: str, *, from_snapshot_id: str | None = None
     ) -> None:
-        _check_ref_name(branch, "branch")
-        snapshot_id = normalize_id12(snapshot_id)
-        expected = normalize_id12(from_snapshot_id) if from_snapshot_id is not None else None
-
-        def mutate(info: RepoInfo) -> Update:
-            current = _branch_tip(info, branch)
-            if expected is not None and current != expected:
-                raise ConflictError(
-                    f"branch {branch!r} points at {current}, not {expected}: not reset",
-                    expected_parent=expected,
-                    actual_parent=current,
-                )
-            _require_snapshot(info, snapshot_id)
-            info.branches[branch] = snapshot_id
-            return Update(UpdateKind.BRANCH_RESET, 0, {"name": branch, "previous_snap_id": current})
-
-        await self._update_repo_info(mutate)
+        """Async version of :meth:`reset_branch`."""
+        await refs.reset_branch(self._state, branch, snapshot_id, from_snapshot_id)
 
     def delete_branch(self, branch: str) -> None:
+        """Delete ``branch`` (``main`` cannot be deleted)."""
         run(self.delete_branch_async(branch))
 
     async def delete_branch_async(self, branch: str) -> None:
-        _check_ref_name(branch, "branch")
-        if branch == "main":
-            raise InvalidInputError("the main branch cannot be deleted")
-
-        def mutate(info: RepoInfo) -> Update:
-            previous = _branch_tip(info, branch)
-            del info.branches[branch]
-            return Update(
-                UpdateKind.BRANCH_DELETED, 0, {"name": branch, "previous_snap_id": previous}
-            )
-
-        await self._update_repo_info(mutate)
-
-    # ------------------------------------------------------------------
-    # tags
+        """Async version of :meth:`delete_branch`."""
+        await refs.delete_branch(self._state, branch)
 
     def create_tag(self, tag: str, snapshot_id: str) -> None:
         """Create an immutable tag. A deleted tag's name can never be used again."""
         run(self.create_tag_async(tag, snapshot_id))
 
     async def create_tag_async(self, tag: str, snapshot_id: str) -> None:
-        _check_ref_name(tag, "tag")
-        snapshot_id = normalize_id12(snapshot_id)
-
-        def mutate(info: RepoInfo) -> Update:
-            if not flag_enabled(info, "create_tag"):
-                raise InvalidInputError("creating tags is disabled by the create_tag feature flag")
-            if tag in info.tags:
-                raise AlreadyExistsError(f"tag {tag!r} already exists; tags cannot be moved")
-            if tag in info.deleted_tags:
-                raise AlreadyExistsError(
-                    f"tag {tag!r} was deleted and its name cannot be reused; choose another name"
-                )
-            _require_snapshot(info, snapshot_id)
-            info.tags[tag] = snapshot_id
-            return Update(UpdateKind.TAG_CREATED, 0, {"name": tag})
-
-        await self._update_repo_info(mutate)
+        """Async version of :meth:`create_tag`."""
+        await refs.create_tag(self._state, tag, snapshot_id)
 
     def list_tags(self) -> set[str]:
+        """The names of every tag."""
         return run(self.list_tags_async())
 
     async def list_tags_async(self) -> set[str]:
-        return set((await self._repo_info()).tags)
+        """Async version of :meth:`list_tags`."""
+        return set((await self._state.repo_info()).tags)
 
     def lookup_tag(self, tag: str) -> str:
+        """The snapshot id ``tag`` points at (:class:`TagNotFoundError` if none)."""
         return run(self.lookup_tag_async(tag))
 
     async def lookup_tag_async(self, tag: str) -> str:
-        _check_ref_name(tag, "tag")
-        return _tag_target(await self._repo_info(), tag)
+        """Async version of :meth:`lookup_tag`."""
+        refs.check_ref_name(tag, "tag")
+        return refs.tag_target(await self._state.repo_info(), tag)
 
     def delete_tag(self, tag: str) -> None:
+        """Delete ``tag``; its name can never be used again."""
         run(self.delete_tag_async(tag))
 
     async def delete_tag_async(self, tag: str) -> None:
-        _check_ref_name(tag, "tag")
-
-        def mutate(info: RepoInfo) -> Update:
-            if not flag_enabled(info, "delete_tag"):
-                raise InvalidInputError("deleting tags is disabled by the delete_tag feature flag")
-            previous = _tag_target(info, tag)
-            del info.tags[tag]
-            info.deleted_tags.add(tag)
-            return Update(UpdateKind.TAG_DELETED, 0, {"name": tag, "previous_snap_id": previous})
-
-        await self._update_repo_info(mutate)
+        """Async version of :meth:`delete_tag`."""
+        await refs.delete_tag(self._state, tag)
 
     # ------------------------------------------------------------------
     # history
 
     def lookup_snapshot(self, snapshot_id: str) -> SnapshotInfo:
+        """The history entry of one snapshot."""
         return run(self.lookup_snapshot_async(snapshot_id))
 
     async def lookup_snapshot_async(self, snapshot_id: str) -> SnapshotInfo:
-        snapshot_id = normalize_id12(snapshot_id)
-        info = await self._repo_info()
-        _require_snapshot(info, snapshot_id)
-        return self._snapshot_info(info.snapshots[snapshot_id])
-
-    def _snapshot_info(self, entry: SnapshotEntry) -> SnapshotInfo:
-        def load() -> list[ManifestFileInfo]:
-            return run(self._objects.snapshot(entry.id)).manifest_files
-
-        return SnapshotInfo(
-            entry.id,
-            entry.parent_id,
-            us_to_datetime(entry.flushed_at),
-            entry.message,
-            dict(entry.metadata),
-            load,
-        )
+        """Async version of :meth:`lookup_snapshot`."""
+        return await history.lookup_snapshot(self._state, snapshot_id)
 
     def ancestry(
         self,
@@ -784,8 +445,11 @@ class Repository(RepositoryAdmin, RepositoryMaintenance):
         tag: str | None = None,
         snapshot_id: str | None = None,
     ) -> Iterator[SnapshotInfo]:
-        """The history ending at a branch, tag or snapshot, newest first."""
-        return iter(run(self._ancestry_async(branch=branch, tag=tag, snapshot_id=snapshot_id)))
+        """The history ending at a branch, tag or snapshot (give exactly one), newest first."""
+        infos = run(
+            history.ancestry_infos(self._state, branch=branch, tag=tag, snapshot_id=snapshot_id)
+        )
+        return iter(infos)
 
     async def async_ancestry(
         self,
@@ -795,7 +459,10 @@ class Repository(RepositoryAdmin, RepositoryMaintenance):
         snapshot_id: str | None = None,
     ) -> AsyncIterator[SnapshotInfo]:
         """Async version of :meth:`ancestry`."""
-        for info in await self._ancestry_async(branch=branch, tag=tag, snapshot_id=snapshot_id):
+        infos = await history.ancestry_infos(
+            self._state, branch=branch, tag=tag, snapshot_id=snapshot_id
+        )
+        for info in infos:
             yield info
 
     def ancestry_graph(
@@ -819,49 +486,17 @@ class Repository(RepositoryAdmin, RepositoryMaintenance):
         snapshot_id: str | None = None,
         plain: bool = False,
     ) -> AncestryGraph:
-        info = await self._repo_info()
+        """Async version of :meth:`ancestry_graph`."""
+        info = await self._state.repo_info()
         if branch is None and tag is None and snapshot_id is None:
             starts = [*info.branches.values(), *info.tags.values()]
         else:
-            starts = [_resolve_version(info, branch=branch, tag=tag, snapshot_id=snapshot_id)]
+            starts = [refs.resolve_version(info, branch=branch, tag=tag, snapshot_id=snapshot_id)]
         return AncestryGraph.build(info, starts, plain)
 
     def log(self, branch: str = "main") -> Iterator[SnapshotInfo]:
         """Alias of ``ancestry(branch=branch)``."""
         return self.ancestry(branch=branch)
-
-    async def _ancestry_async(
-        self,
-        *,
-        branch: str | None = None,
-        tag: str | None = None,
-        snapshot_id: str | None = None,
-    ) -> list[SnapshotInfo]:
-        info = await self._repo_info()
-        start = _resolve_version(info, branch=branch, tag=tag, snapshot_id=snapshot_id)
-        return [self._snapshot_info(e) for e in _walk(info, start)]
-
-    async def _resolve(
-        self,
-        *,
-        branch: str | None = None,
-        tag: str | None = None,
-        snapshot_id: str | None = None,
-        as_of: datetime | None = None,
-    ) -> str:
-        info = await self._repo_info()
-        start = _resolve_version(info, branch=branch, tag=tag, snapshot_id=snapshot_id)
-        if as_of is None:
-            return start
-        if not isinstance(as_of, datetime):
-            raise InvalidInputError(f"as_of must be a datetime, got {type(as_of).__name__}")
-        if as_of.tzinfo is None:
-            as_of = as_of.astimezone(UTC)
-        limit = int(as_of.timestamp() * 1_000_000)
-        for entry in _walk(info, start):
-            if entry.flushed_at <= limit:
-                return entry.id
-        raise SnapshotNotFoundError(f"no snapshot was written at or before {as_of.isoformat()}")
 
     # ------------------------------------------------------------------
     # sessions
@@ -874,7 +509,19 @@ class Repository(RepositoryAdmin, RepositoryMaintenance):
         snapshot_id: str | None = None,
         as_of: datetime | None = None,
     ) -> Session:
-        """A read-only view of a branch, tag or snapshot (optionally as of a time)."""
+        """A read-only view of a branch, tag or snapshot (optionally as of a time).
+
+        Parameters
+        ----------
+        branch, tag, snapshot_id
+            Exactly one names the version to read.
+        as_of
+            With ``branch``: its newest snapshot written at or before this time.
+
+        Returns
+        -------
+        Session
+        """
         return run(
             self.readonly_session_async(branch, tag=tag, snapshot_id=snapshot_id, as_of=as_of)
         )
@@ -887,44 +534,39 @@ class Repository(RepositoryAdmin, RepositoryMaintenance):
         snapshot_id: str | None = None,
         as_of: datetime | None = None,
     ) -> Session:
-        from icechunk.session import Session
-
-        if as_of is not None and branch is None:
-            raise InvalidInputError("as_of needs a branch: readonly_session(branch, as_of=...)")
-        sid = await self._resolve(branch=branch, tag=tag, snapshot_id=snapshot_id, as_of=as_of)
-        snap = await self._objects.snapshot(sid)
-        return Session(self, snap, branch=None, read_only=True)
+        """Async version of :meth:`readonly_session`."""
+        return await lifecycle.readonly_session(self, self._state, branch, tag, snapshot_id, as_of)
 
     def writable_session(self, branch: str) -> Session:
         """A session that can change ``branch`` and commit to it."""
         return run(self.writable_session_async(branch))
 
     async def writable_session_async(self, branch: str) -> Session:
-        from icechunk.session import Session
-
-        _check_ref_name(branch, "branch")
-        if self._spec_version != LATEST_SPEC_VERSION:
-            raise UnsupportedSpecVersionError(
-                f"this is a spec version {self._spec_version} repository, which this library "
-                "opens read-only; upgrade it first with "
-                "ic.upgrade_icechunk_repository(repo, dry_run=False)"
-            )
-        sid = _branch_tip(await self._repo_info(), branch)
-        snap = await self._objects.snapshot(sid)
-        return Session(self, snap, branch=branch, read_only=False)
+        """Async version of :meth:`writable_session`."""
+        return await lifecycle.writable_session(self, self._state, branch)
 
     def rearrange_session(self, branch: str) -> Session:
         """A session that can only move and rename nodes (``session.move``)."""
         return run(self.rearrange_session_async(branch))
 
     async def rearrange_session_async(self, branch: str) -> Session:
-        from icechunk.session import Session
+        """Async version of :meth:`rearrange_session`."""
+        return await lifecycle.writable_session(self, self._state, branch, rearrange=True)
 
-        session = await self.writable_session_async(branch)
-        info = await self._repo_info()
-        if not flag_enabled(info, "move_node"):
-            raise InvalidInputError("moving nodes is disabled by the move_node feature flag")
-        return Session(self, session._snapshot, branch=branch, read_only=False, rearrange=True)
+    @contextlib.contextmanager
+    def transaction(
+        self,
+        branch: str,
+        *,
+        message: str,
+        metadata: dict[str, Any] | None = None,
+        rebase_with: ConflictSolver | None = None,
+        rebase_tries: int = 1_000,
+    ) -> Iterator[IcechunkStore]:
+        """A writable store that commits when the block ends without an exception."""
+        session = self.writable_session(branch)
+        yield session.store
+        session.commit(message, metadata, rebase_with=rebase_with, rebase_tries=rebase_tries)
 
     # ------------------------------------------------------------------
     # diff
@@ -939,7 +581,10 @@ class Repository(RepositoryAdmin, RepositoryMaintenance):
         to_tag: str | None = None,
         to_snapshot_id: str | None = None,
     ) -> Diff:
-        """Changes from one version to a later one (which must descend from it)."""
+        """Changes from one version to a later one, which must descend from it.
+
+        Give exactly one ``from_*`` and exactly one ``to_*``.
+        """
         return run(
             self.diff_async(
                 from_branch=from_branch,
@@ -951,170 +596,107 @@ class Repository(RepositoryAdmin, RepositoryMaintenance):
             )
         )
 
-    async def diff_async(self, **kwargs: str | None) -> Diff:
-        info = await self._repo_info()
-        old = _resolve_version(
-            info,
-            branch=kwargs.get("from_branch"),
-            tag=kwargs.get("from_tag"),
-            snapshot_id=kwargs.get("from_snapshot_id"),
-        )
-        new = _resolve_version(
-            info,
-            branch=kwargs.get("to_branch"),
-            tag=kwargs.get("to_tag"),
-            snapshot_id=kwargs.get("to_snapshot_id"),
-        )
-        between = []
-        for entry in _walk(info, new):
-            if entry.id == old:
-                break
-            between.append(entry.id)
-        else:
-            raise InvalidInputError(f"snapshot {old} is not an ancestor of {new}: cannot diff")
-        logs = await asyncio.gather(*(self._objects.transaction_log(s) for s in between))
-        old_snap, new_snap = await asyncio.gather(
-            self._objects.snapshot(old), self._objects.snapshot(new)
-        )
-        return diff_from_logs(list(logs), old_snap, new_snap)
-
-
-_PRIVATE = object()
-
-
-# ----------------------------------------------------------------------
-# helpers
-
-
-def _check_storage(storage: object) -> None:
-    if not isinstance(storage, Storage):
-        raise InvalidInputError(
-            f"expected an icechunk Storage (e.g. ic.local_filesystem_storage(path)), "
-            f"got {type(storage).__name__}"
+    async def diff_async(
+        self,
+        *,
+        from_branch: str | None = None,
+        from_tag: str | None = None,
+        from_snapshot_id: str | None = None,
+        to_branch: str | None = None,
+        to_tag: str | None = None,
+        to_snapshot_id: str | None = None,
+    ) -> Diff:
+        """Async version of :meth:`diff`."""
+        return await history.diff(
+            self._state,
+            from_branch=from_branch,
+            from_tag=from_tag,
+            from_snapshot_id=from_snapshot_id,
+            to_branch=to_branch,
+            to_tag=to_tag,
+            to_snapshot_id=to_snapshot_id,
         )
 
 
-def _with_storage_settings(storage: Storage, config: RepositoryConfig) -> Storage:
-    """The storage configured by ``config.storage`` (a StorageSettings or its dict form)."""
+def upgrade_icechunk_repository(
+    repo: Repository,
+    *,
+    dry_run: bool,
+    delete_unused_v1_files: bool = True,
+    prefetch_concurrency: int | None = None,
+) -> Repository:
+    """Migrate a repository to the latest version of Icechunk (spec 1 -> spec 2).
+
+    This is an administrative operation: run it while no other process reads or writes
+    the repository. Only spec version 1 repositories (Icechunk 1.x) can be upgraded;
+    anything else raises ``MigrationError`` (a :class:`~icechunk.SessionStateError`).
+
+    Parameters
+    ----------
+    repo
+        The repository to upgrade.
+    dry_run
+        If True, only compute and log (logger ``icechunk.migration``) what the upgrade
+        would do; nothing is written.
+    delete_unused_v1_files
+        If True (the default), delete ``refs/`` and ``config.yaml`` after upgrading.
+    prefetch_concurrency
+        Number of snapshot files read concurrently (default 64).
+
+    Returns
+    -------
+    Repository
+        A freshly opened repository (spec version 2 after a real upgrade). The object
+        passed in is updated to spec version 2 as well.
+    """
+    return run(
+        upgrade_icechunk_repository_async(
+            repo,
+            dry_run=dry_run,
+            delete_unused_v1_files=delete_unused_v1_files,
+            prefetch_concurrency=prefetch_concurrency,
+        )
+    )
+
+
+async def upgrade_icechunk_repository_async(
+    repo: Repository,
+    *,
+    dry_run: bool,
+    delete_unused_v1_files: bool = True,
+    prefetch_concurrency: int | None = None,
+) -> Repository:
+    """Async version of :func:`upgrade_icechunk_repository`."""
+    if not isinstance(repo, Repository):
+        raise InvalidInputError(f"expected an icechunk Repository, got {type(repo).__name__}")
+    state = repo._state  # this module's own class
+    await upgrade_state(
+        state,
+        dry_run=dry_run,
+        delete_unused_v1_files=delete_unused_v1_files,
+        prefetch_concurrency=prefetch_concurrency,
+    )
+    return await Repository.open_async(state.storage)
+
+
+def _check_attribution(attribution: object) -> Attribution | None:
+    if attribution is None or isinstance(attribution, Attribution):
+        return attribution
+    raise InvalidInputError(
+        f"attribution must be an ic.Attribution, got {type(attribution).__name__}"
+    )
+
+
+def _with_settings(storage: Storage, settings: StorageSettings | None) -> Storage:
+    """``storage`` read with ``settings`` (the ``storage_settings`` of exists & co)."""
     from icechunk.storage.settings import StorageSettings
 
-    settings = config.storage
+    lifecycle.check_storage(storage)
     if settings is None:
         return storage
-    if isinstance(settings, dict):
-        settings = StorageSettings.from_dict(settings)
     if not isinstance(settings, StorageSettings):
         raise InvalidInputError(
-            f"config.storage must be an ic.StorageSettings, got {type(settings).__name__}"
+            f"storage_settings must be an ic.StorageSettings, got {type(settings).__name__}"
         )
     return storage.with_settings(settings)
 
-
-def _check_config(config: object) -> None:
-    if config is not None and not isinstance(config, RepositoryConfig):
-        raise InvalidInputError(
-            f"config must be an ic.RepositoryConfig, got {type(config).__name__}"
-        )
-
-
-def _check_ref_name(name: object, kind: str) -> None:
-    if not isinstance(name, str):
-        raise InvalidInputError(f"{kind} name must be a str, got {type(name).__name__}")
-    if not name or "/" in name:
-        raise InvalidInputError(f"invalid {kind} name {name!r}: must be non-empty without '/'")
-
-
-def _branch_tip(info: RepoInfo, branch: str) -> str:
-    try:
-        return info.branches[branch]
-    except KeyError:
-        raise BranchNotFoundError(
-            f"branch {branch!r} not found; existing branches: {sorted(info.branches)}"
-        ) from None
-
-
-def _tag_target(info: RepoInfo, tag: str) -> str:
-    try:
-        return info.tags[tag]
-    except KeyError:
-        extra = " (it was deleted)" if tag in info.deleted_tags else ""
-        raise TagNotFoundError(f"tag {tag!r} not found{extra}") from None
-
-
-def _require_snapshot(info: RepoInfo, snapshot_id: str) -> None:
-    if snapshot_id not in info.snapshots:
-        raise SnapshotNotFoundError(f"snapshot {snapshot_id} not found in the repository")
-
-
-def _resolve_version(
-    info: RepoInfo,
-    *,
-    branch: str | None = None,
-    tag: str | None = None,
-    snapshot_id: str | None = None,
-) -> str:
-    given = [x for x in (branch, tag, snapshot_id) if x is not None]
-    if len(given) != 1:
-        raise InvalidInputError("give exactly one of branch=, tag= or snapshot_id=")
-    if branch is not None:
-        _check_ref_name(branch, "branch")
-        return _branch_tip(info, branch)
-    if tag is not None:
-        _check_ref_name(tag, "tag")
-        return _tag_target(info, tag)
-    sid = normalize_id12(snapshot_id)  # type: ignore[arg-type]
-    _require_snapshot(info, sid)
-    return sid
-
-
-def _walk(info: RepoInfo, start: str) -> Iterator[SnapshotEntry]:
-    """``start`` and its ancestors, newest first (the walk expiration uses too)."""
-    return ancestry(info, start)
-
-
-def _backup_name() -> str:
-    inverted = _BACKUP_EPOCH_MS - time.time_ns() // 1_000_000
-    return f"repo.{inverted:014d}.{encode_base32(os.urandom(12))}"
-
-
-def _backoff(attempt: int) -> float:
-    if attempt < 3:
-        return 0.0
-    return random.uniform(0, min(0.5, 0.002 * 2 ** min(attempt, 10)))
-
-
-def _cap_ops_log(info: RepoInfo, limit: int) -> None:
-    if len(info.latest_updates) <= limit:
-        return
-    # Keep the newest entries; the last kept one with a backup points to older history.
-    kept = info.latest_updates[:limit]
-    for i in range(len(kept) - 1, 0, -1):
-        if kept[i].backup_path is not None:
-            info.repo_before_updates = kept[i].backup_path
-            info.latest_updates = kept[:i]
-            return
-    info.latest_updates = kept
-
-
-async def _detect_spec_version(storage: Storage) -> int | None:
-    if await storage.exists(keys.REPO_INFO_KEY):
-        return LATEST_SPEC_VERSION
-    if await storage.exists(keys.v1_branch_key("main")):
-        return 1
-    return None
-
-
-async def _fetch_config(storage: Storage, spec: int) -> RepositoryConfig | None:
-    if spec == 1:
-        from icechunk._core.spec_v1 import fetch_v1_config
-
-        return await fetch_v1_config(storage)
-    info = decode_repo_info(await storage.get(keys.REPO_INFO_KEY))
-    if info.spec_version > LATEST_SPEC_VERSION:
-        raise UnsupportedSpecVersionError(
-            f"this repository uses Icechunk spec version {info.spec_version}, but this "
-            f"library supports versions up to {LATEST_SPEC_VERSION}: upgrade the icechunk package"
-        )
-    if info.config is None:
-        return None
-    return RepositoryConfig.from_bytes(info.config)

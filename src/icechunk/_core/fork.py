@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 from icechunk._core.changeset import ChangeSet, NodeChange
 from icechunk._core.conflicts import Conflict, ConflictType
+from icechunk._core.session import Session
 from icechunk._util.sync import run_blocking
 from icechunk.exceptions import InvalidInputError, MergeConflictError, SessionStateError
 from icechunk.format.manifest import ChunkCoords, NativeChunk
 from icechunk.format.snapshot import Snapshot
-from icechunk.session import Session
 
 if TYPE_CHECKING:
+    from icechunk._core.state import RepoState
     from icechunk.repository import Repository
 
 _MISSING: Any = object()
@@ -35,6 +36,7 @@ class ForkSession(Session):
     def __init__(
         self,
         repo: Repository,
+        state: RepoState,
         snapshot: Snapshot,
         *,
         branch: str | None,
@@ -42,7 +44,7 @@ class ForkSession(Session):
         inherited: ChangeSet,
         origin: str,
     ) -> None:
-        super().__init__(repo, snapshot, branch=branch, read_only=False)
+        super().__init__(repo, state, snapshot, branch=branch, read_only=False)
         self._changes = changes
         self._inherited = inherited
         self._origin = origin  # token of the session this fork merges back into
@@ -53,6 +55,7 @@ class ForkSession(Session):
     def __getstate__(self) -> dict[str, Any]:
         return {
             "repo": self._repo,
+            "state": self._state,
             "snapshot": self._snapshot,
             "branch": self._branch,
             "changes": self._changes,
@@ -65,6 +68,7 @@ class ForkSession(Session):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(  # type: ignore[misc]
             state["repo"],
+            state["state"],
             state["snapshot"],
             branch=state["branch"],
             changes=state["changes"],
@@ -88,12 +92,26 @@ class ForkSession(Session):
         self._check_writable()
         return ForkSession(
             self._repo,
+            self._state,
             self._snapshot,
             branch=self._branch,
             changes=self._changes.copy(),
             inherited=self._changes.copy(),
             origin=self._token,
         )
+
+
+def sibling_fork(fork: ForkSession) -> ForkSession:
+    """An empty fork beside ``fork`` (same parent), to merge several forks into."""
+    return ForkSession(
+        fork._repo,
+        fork._state,
+        fork._snapshot,
+        branch=fork._branch,
+        changes=fork._inherited.copy(),
+        inherited=fork._inherited.copy(),
+        origin=fork._origin,
+    )
 
 
 # ----------------------------------------------------------------------
@@ -217,7 +235,7 @@ class _Sameness:
 
 async def _digests(session: Session, chunks: set[NativeChunk]) -> dict[NativeChunk, bytes]:
     """Content digests of these chunks, read concurrently."""
-    objects = session._repo._objects
+    objects = session._state.objects
     semaphore = asyncio.Semaphore(16)
 
     async def digest(chunk: NativeChunk) -> bytes:

@@ -7,13 +7,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from icechunk.format.repo_info import Availability, UpdateKind
+from icechunk._util.clock import us_to_datetime
+from icechunk.format.repo_info import Availability, RepoInfo, UpdateKind
 from icechunk.format.repo_info import RepoStatus as RawRepoStatus
 from icechunk.format.repo_info import Update as RawUpdate
-
-
-def _to_datetime(us: int) -> datetime:
-    return datetime.fromtimestamp(us // 1_000_000, UTC).replace(microsecond=us % 1_000_000)
 
 
 class RepoAvailability(enum.Enum):
@@ -49,7 +46,7 @@ class RepoStatus:
 
     @classmethod
     def _from_raw(cls, raw: RawRepoStatus) -> RepoStatus:
-        return cls(RepoAvailability(int(raw.availability)), _to_datetime(raw.set_at), raw.reason)
+        return cls(RepoAvailability(int(raw.availability)), us_to_datetime(raw.set_at), raw.reason)
 
     def _to_raw(self) -> RawRepoStatus:
         set_at = self.set_at if self.set_at.tzinfo else self.set_at.replace(tzinfo=UTC)
@@ -138,7 +135,7 @@ class Update:
         if raw.kind is UpdateKind.REPO_STATUS_CHANGED:
             fields["status"] = RepoStatus._from_raw(fields["status"])
         kind_class = getattr(UpdateType, _KIND_CLASS[raw.kind])
-        return cls(kind_class(**fields), _to_datetime(raw.updated_at), raw.backup_path)
+        return cls(kind_class(**fields), us_to_datetime(raw.updated_at), raw.backup_path)
 
 
 @dataclass(frozen=True)
@@ -161,5 +158,36 @@ KNOWN_FEATURE_FLAGS: dict[int, tuple[str, bool]] = {
     4: ("create_tag", True),
     5: ("delete_tag", True),
 }
+
+def status_from_raw(raw: RawRepoStatus) -> RepoStatus:
+    """The public view of a repo info status."""
+    return RepoStatus._from_raw(raw)
+
+
+def status_to_raw(status: RepoStatus) -> RawRepoStatus:
+    """The repo info form of a public status."""
+    return status._to_raw()
+
+
+def update_from_raw(raw: RawUpdate) -> Update:
+    """The public view of an ops-log entry."""
+    return Update._from_raw(raw)
+
+
+def feature_flags(info: RepoInfo) -> list[FeatureFlag]:
+    """Every known feature flag with its setting in ``info``."""
+    enabled = set(info.enabled_feature_flags or [])
+    disabled = set(info.disabled_feature_flags or [])
+    out = []
+    for flag_id, (name, default) in sorted(KNOWN_FEATURE_FLAGS.items()):
+        setting = True if flag_id in enabled else False if flag_id in disabled else None
+        out.append(FeatureFlag(flag_id, name, default, setting))
+    return out
+
+
+def flag_enabled(info: RepoInfo, name: str) -> bool:
+    """Whether the feature ``name`` is on in ``info``."""
+    return next(f.enabled for f in feature_flags(info) if f.name == name)
+
 
 __all__ = ["FeatureFlag", "RepoAvailability", "RepoStatus", "Update", "UpdateType"]

@@ -21,11 +21,12 @@ The rules follow the official package (``icechunk::ops::gc::expire_v2``):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from icechunk.exceptions import CorruptObjectError, InvalidTypeError
+from icechunk._core.history import ancestry
+from icechunk.exceptions import InvalidTypeError
 from icechunk.format.ids import INITIAL_SNAPSHOT_ID
 from icechunk.format.repo_info import RepoInfo, SnapshotEntry, Update, UpdateKind
 
@@ -43,21 +44,6 @@ def datetime_to_us(value: object, name: str) -> int:
             "got a naive datetime"
         )
     return (value - _EPOCH) // timedelta(microseconds=1)
-
-
-def ancestry(info: RepoInfo, start: str) -> Iterator[SnapshotEntry]:
-    """``start`` and its ancestors in the repo info, newest first."""
-    seen: set[str] = set()
-    current: str | None = start
-    while current is not None:
-        if current in seen:
-            raise CorruptObjectError(f"the repository history has a cycle at {current}")
-        seen.add(current)
-        entry = info.snapshots.get(current)
-        if entry is None:
-            raise CorruptObjectError(f"the repository history refers to unknown snapshot {current}")
-        yield entry
-        current = entry.parent_id
 
 
 def reparented(

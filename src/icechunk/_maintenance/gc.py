@@ -32,7 +32,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, TextIO
 
 from icechunk._core import keys
-from icechunk._maintenance.expiration import ancestry, reparented
+from icechunk._core.history import ancestry
+from icechunk._maintenance.expiration import reparented
 from icechunk.exceptions import (
     GCDeletesFailingError,
     IcechunkError,
@@ -42,16 +43,14 @@ from icechunk.exceptions import (
     ReadOnlyError,
     ReadOnlyStorageError,
     SnapshotNotFoundError,
-    UnsupportedSpecVersionError,
 )
-from icechunk.format.header import LATEST_SPEC_VERSION
 from icechunk.format.manifest import ChunkPayload, NativeChunk, decode_manifest
 from icechunk.format.repo_info import Availability, RepoInfo, SnapshotEntry, Update, UpdateKind
 from icechunk.format.snapshot import ManifestFileInfo, Snapshot, decode_snapshot
 from icechunk.storage.base import ObjectInfo, Storage
 
 if TYPE_CHECKING:
-    from icechunk.repository import Repository
+    from icechunk._core.state import RepoState
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DELETE_BATCH = 1000
@@ -473,17 +472,12 @@ def drop_snapshots_from_repo_info(info: RepoInfo, keep: set[str], drop: set[str]
 # the whole run
 
 
-def check_writable(repo: Repository, what: str) -> None:
+def check_writable(state: RepoState, what: str) -> None:
     """Typed errors for repositories maintenance cannot change."""
-    reason = getattr(repo.storage, "_read_only_reason", None)
+    reason = getattr(state.storage, "_read_only_reason", None)
     if reason is not None:
         raise ReadOnlyStorageError(f"cannot {what}: {reason}")
-    if repo._spec_version != LATEST_SPEC_VERSION:  # noqa: SLF001
-        raise UnsupportedSpecVersionError(
-            f"cannot {what}: this is a spec version {repo._spec_version} repository, which "  # noqa: SLF001
-            "this library opens read-only; upgrade it first with "
-            "ic.upgrade_icechunk_repository(repo, dry_run=False)"
-        )
+    state.require_writable_spec(what)
 
 
 def check_online(info: RepoInfo, what: str) -> None:
@@ -496,7 +490,7 @@ def check_online(info: RepoInfo, what: str) -> None:
 
 
 async def garbage_collect(
-    repo: Repository,
+    state: RepoState,
     cutoff_us: int,
     *,
     dry_run: bool = False,
@@ -507,13 +501,13 @@ async def garbage_collect(
     limits = limits or GCLimits()
     limits.check()
     progress = progress or Progress()
-    check_writable(repo, "garbage collect")
-    info = await repo._repo_info()  # noqa: SLF001
+    check_writable(state, "garbage collect")
+    info = await state.repo_info()
     check_online(info, "garbage collect")
     try:
         for attempt in range(_MAX_RESTARTS):
             try:
-                return await _one_attempt(repo, cutoff_us, dry_run, limits, progress)
+                return await _one_attempt(state, cutoff_us, dry_run, limits, progress)
             except _RestartGC:
                 await asyncio.sleep(random.uniform(0, min(2.0, 0.05 * 2**attempt)))
         raise IcechunkError(
@@ -525,13 +519,13 @@ async def garbage_collect(
 
 
 async def _one_attempt(
-    repo: Repository, cutoff_us: int, dry_run: bool, limits: GCLimits, progress: Progress
+    state: RepoState, cutoff_us: int, dry_run: bool, limits: GCLimits, progress: Progress
 ) -> GCSummary:
-    storage = repo.storage
+    storage = state.storage
     # 1. list snapshots first: a snapshot written after this listing counts as new
     progress.phase("listing snapshots")
     listed = await _SnapshotListing.read(storage, progress)
-    info = await repo._repo_info()  # noqa: SLF001
+    info = await state.repo_info()
     new_snaps = [s for s in info.snapshots if listed.times.get(s, cutoff_us) >= cutoff_us]
 
     # 2. everything reachable from a ref or from a new snapshot is retained
@@ -559,7 +553,7 @@ async def _one_attempt(
         final = copy.deepcopy(info)
         mutate(final)
     else:  # always written, as the official package does: the ops log records the run
-        final = await repo._update_repo_info(mutate)  # noqa: SLF001
+        final = await state.update_repo_info(mutate)
 
     keep_tx = set(keep_snapshots)
     for entry in final.snapshots.values():

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 
 from icechunk._core import keys
 from icechunk._core.config import RepositoryConfig
+from icechunk._core.lifecycle import open_repository
 from icechunk._core.spec_v1 import (
     V1Refs,
     fetch_v1_config_bytes,
@@ -47,7 +48,7 @@ from icechunk._core.spec_v1 import (
     read_snapshot_entry,
     read_v1_refs,
 )
-from icechunk._util.sync import run
+from icechunk._util.clock import now_us as clock
 from icechunk.exceptions import (
     CorruptObjectError,
     IcechunkError,
@@ -69,7 +70,7 @@ from icechunk.format.repo_info import (
 from icechunk.storage.base import Storage
 
 if TYPE_CHECKING:
-    from icechunk.repository import Repository
+    from icechunk._core.state import RepoState
 
 logger = logging.getLogger("icechunk.migration")  # a stable name users filter on
 
@@ -232,7 +233,6 @@ async def plan_upgrade(
     now_us: int | None = None,
 ) -> UpgradePlan:
     """Compute the spec-2 ``repo`` file for the spec-1 repository at ``storage``."""
-    from icechunk.repository import now_us as clock
 
     if await storage.exists(keys.REPO_INFO_KEY):
         raise MigrationError(
@@ -333,37 +333,34 @@ async def _delete_v1_files(storage: Storage, plan: UpgradePlan) -> None:
             logger.warning("could not delete the spec-1 config.yaml: %s", err)
 
 
-async def upgrade_icechunk_repository_async(
-    repo: Repository,
+async def upgrade_state(
+    state: RepoState,
     *,
     dry_run: bool,
     delete_unused_v1_files: bool = True,
     prefetch_concurrency: int | None = None,
-) -> Repository:
-    """Async version of :func:`upgrade_icechunk_repository`."""
-    from icechunk.repository import Repository
-
-    if not isinstance(repo, Repository):
-        raise InvalidInputError(f"expected an icechunk Repository, got {type(repo).__name__}")
+) -> None:
+    """Upgrade the spec-1 repository of ``state`` to spec 2 (see
+    :func:`icechunk.upgrade_icechunk_repository`); ``state`` then describes spec 2."""
     if not isinstance(dry_run, bool):
         raise InvalidInputError(f"dry_run must be a bool, got {dry_run!r}")
-    if repo.spec_version != FROM_VERSION:
+    if state.spec_version != FROM_VERSION:
         raise MigrationError(
-            f"invalid repository version ({repo.spec_version}): this function can only "
+            f"invalid repository version ({state.spec_version}): this function can only "
             f"migrate repositories that use version {FROM_VERSION} of the specification, "
             f"to repositories with spec version {TO_VERSION}"
         )
-    storage = repo.storage
+    storage = state.storage
     plan = await plan_upgrade(
         storage,
         delete_unused_v1_files=delete_unused_v1_files,
         prefetch_concurrency=prefetch_concurrency,
-        compression_level=repo.config.effective_compression_level,
+        compression_level=state.config.effective_compression_level,
     )
     logger.info("%s", plan.describe())
     if dry_run:
         logger.info("dry run: the repository was not modified; use dry_run=False to upgrade it")
-        return await Repository.open_async(storage)
+        return
 
     try:
         await storage.put_if_absent(keys.REPO_INFO_KEY, plan.repo_info_bytes)
@@ -373,10 +370,10 @@ async def upgrade_icechunk_repository_async(
             "upgrade; the repository was not changed by this call"
         ) from None
     try:
-        upgraded = await Repository.open_async(storage)
+        upgraded = await open_repository(storage, None)
         if upgraded.spec_version != TO_VERSION:
             raise CorruptObjectError("the upgraded repository does not open as spec version 2")
-        info = await upgraded._repo_info()
+        info = await upgraded.repo_info()
         if info.branches != plan.repo_info.branches or info.tags != plan.repo_info.tags:
             raise CorruptObjectError("the upgraded repository has other refs than planned")
     except Exception as err:
@@ -392,49 +389,7 @@ async def upgrade_icechunk_repository_async(
     persisted = (
         RepositoryConfig.from_bytes(plan.config_bytes) if plan.config_bytes is not None else None
     )
-    repo._config = RepositoryConfig.default().merge(persisted).merge(repo._config)
-    repo._spec_version = LATEST_SPEC_VERSION
-    logger.info("upgrade complete: %s is now a spec version %d repository", storage, TO_VERSION)
-    return await Repository.open_async(storage)
-
-
-def upgrade_icechunk_repository(
-    repo: Repository,
-    *,
-    dry_run: bool,
-    delete_unused_v1_files: bool = True,
-    prefetch_concurrency: int | None = None,
-) -> Repository:
-    """Migrate a repository to the latest version of Icechunk (spec 1 -> spec 2).
-
-    This is an administrative operation: run it while no other process reads or
-    writes the repository. Only spec version 1 repositories (Icechunk 1.x) can be
-    upgraded; anything else raises :class:`MigrationError` (a
-    :class:`~icechunk.SessionStateError`).
-
-    Parameters
-    ----------
-    repo
-        The repository to upgrade.
-    dry_run
-        If True, only compute and log (logger ``icechunk.migration``) what the
-        upgrade would do; nothing is written.
-    delete_unused_v1_files
-        If True (the default), delete ``refs/`` and ``config.yaml`` after upgrading.
-    prefetch_concurrency
-        Number of snapshot files read concurrently (default 64).
-
-    Returns
-    -------
-    Repository
-        A freshly opened repository (spec version 2 after a real upgrade). The
-        object passed in is updated to spec version 2 as well.
-    """
-    return run(
-        upgrade_icechunk_repository_async(
-            repo,
-            dry_run=dry_run,
-            delete_unused_v1_files=delete_unused_v1_files,
-            prefetch_concurrency=prefetch_concurrency,
-        )
+    state.adopt_upgrade(
+        LATEST_SPEC_VERSION, RepositoryConfig.default().merge(persisted).merge(state.config)
     )
+    logger.info("upgrade complete: %s is now a spec version %d repository", storage, TO_VERSION)

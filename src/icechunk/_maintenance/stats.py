@@ -15,7 +15,7 @@ from icechunk._maintenance.gc import GCLimits, pointed_snapshot_ids, visit_chunk
 from icechunk.format.manifest import ChunkPayload, InlineChunk, NativeChunk, VirtualChunk
 
 if TYPE_CHECKING:
-    from icechunk.repository import Repository
+    from icechunk._core.state import RepoState
 
 
 @dataclass(frozen=True)
@@ -60,12 +60,12 @@ class ChunkStorageStats:
 
 
 async def chunk_storage_stats(
-    repo: Repository, limits: GCLimits | None = None
+    state: RepoState, limits: GCLimits | None = None
 ) -> ChunkStorageStats:
     """Bytes of native, virtual and inline chunks reachable from any branch or tag."""
     limits = limits or GCLimits()
     limits.check()
-    info = await repo._repo_info()  # noqa: SLF001
+    info = await state.repo_info()
     native: set[str] = set()
     virtual: set[tuple[str, int, int]] = set()
     totals = {"native": 0, "virtual": 0, "inline": 0}
@@ -83,5 +83,5 @@ async def chunk_storage_stats(
                 virtual.add(key)
                 totals["virtual"] += payload.length
 
-    await visit_chunk_refs(repo.storage, pointed_snapshot_ids(info), limits, visit)
+    await visit_chunk_refs(state.storage, pointed_snapshot_ids(info), limits, visit)
     return ChunkStorageStats(totals["native"], totals["virtual"], totals["inline"])

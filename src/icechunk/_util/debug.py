@@ -39,14 +39,14 @@ def shutdown_telemetry() -> None:
 
 def user_agent() -> str:
     """The user-agent string this library identifies itself with."""
-    from icechunk import __version__
+    from icechunk._version import __version__
 
     return f"icechunk-py/{__version__}"
 
 
 def print_debug_info() -> None:
     """Print the versions of this library, Python and the packages it works with."""
-    from icechunk import __version__
+    from icechunk._version import __version__
 
     print(f"icechunk-py: {__version__}")
     print(f"python: {sys.version.split()[0]} ({platform.platform()})")

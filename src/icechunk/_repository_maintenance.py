@@ -1,17 +1,18 @@
-"""Maintenance operations of :class:`~icechunk.Repository`: snapshot expiration, garbage
+"""The maintenance methods of :class:`~icechunk.Repository`: snapshot expiration, garbage
 collection, chunk storage statistics and manifest rewriting.
 
-A mixin, like :class:`~icechunk.repository_admin.RepositoryAdmin`, so each module has one job;
-the algorithms live in :mod:`icechunk.expiration`, :mod:`icechunk.gc` and
-:mod:`icechunk.storage_stats`.
+A façade like ``repository.py``: the algorithms live in ``_maintenance/`` (expiration, gc,
+stats) and work on the repository's ``RepoState``.
 """
 
 from __future__ import annotations
 
 import warnings
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
+from icechunk._core.lifecycle import writable_session
+from icechunk._core.state import RepoState
 from icechunk._maintenance.expiration import datetime_to_us, expire_repo_info
 from icechunk._maintenance.gc import (
     GCLimits,
@@ -26,6 +27,9 @@ from icechunk._maintenance.stats import ChunkStorageStats, chunk_storage_stats
 from icechunk._util.sync import run
 from icechunk.exceptions import InvalidInputError, InvalidTypeError
 from icechunk.format.repo_info import RepoInfo, Update
+
+if TYPE_CHECKING:
+    from icechunk.repository import Repository
 
 _MIB = 1024 * 1024
 _GIB = 1024 * _MIB
@@ -53,8 +57,11 @@ def _run_limits(max_decoded_manifest_mem_bytes: object, **limits: Any) -> GCLimi
     return GCLimits(**limits)
 
 
-class RepositoryMaintenance:
-    """Expiration, garbage collection, storage statistics and manifest rewriting."""
+class RepositoryMaintenanceMethods:
+    """Expiration, garbage collection, storage statistics and manifest rewriting (a part of
+    ``Repository``)."""
+
+    _state: RepoState
 
     # -- expiration --------------------------------------------------------------
 
@@ -93,7 +100,7 @@ class RepositoryMaintenance:
         cutoff = datetime_to_us(older_than, "older_than")
         _check_bool(delete_expired_branches, "delete_expired_branches")
         _check_bool(delete_expired_tags, "delete_expired_tags")
-        check_writable(self, "expire snapshots")  # type: ignore[arg-type]
+        check_writable(self._state, "expire snapshots")
         released: set[str] = set()
 
         def mutate(info: RepoInfo) -> Update:
@@ -107,7 +114,7 @@ class RepositoryMaintenance:
             released.update(ids)
             return update
 
-        await self._update_repo_info(mutate)  # type: ignore[attr-defined]
+        await self._state.update_repo_info(mutate)
         return released
 
     # -- garbage collection ----------------------------------------------------------
@@ -173,7 +180,7 @@ class RepositoryMaintenance:
             max_concurrent_listings=max_concurrent_listings,
         )
         return await garbage_collect(
-            self,  # type: ignore[arg-type]
+            self._state,
             cutoff,
             dry_run=dry_run,
             limits=limits,
@@ -216,7 +223,7 @@ class RepositoryMaintenance:
             max_compressed_manifest_mem_bytes=max_compressed_manifest_mem_bytes,
             max_concurrent_manifest_fetches=max_concurrent_manifest_fetches,
         )
-        return await chunk_storage_stats(self, limits)  # type: ignore[arg-type]
+        return await chunk_storage_stats(self._state, limits)
 
     def total_chunks_storage(
         self,
@@ -305,11 +312,12 @@ class RepositoryMaintenance:
             raise InvalidInputError(
                 f"commit_method must be 'new_commit' or 'amend', got {commit_method!r}"
             )
-        check_writable(self, "rewrite manifests")  # type: ignore[arg-type]
-        check_online(await self._repo_info(), "rewrite manifests")  # type: ignore[attr-defined]
-        session = await self.writable_session_async(branch)  # type: ignore[attr-defined]
-        session._rewrite_manifests = True  # noqa: SLF001 - the hook in Session._array_manifests
-        splitting = self.config.splitting  # type: ignore[attr-defined]
+        check_writable(self._state, "rewrite manifests")
+        check_online(await self._state.repo_info(), "rewrite manifests")
+        session = await writable_session(
+            cast("Repository", self), self._state, branch, rewrite_manifests=True
+        )
+        splitting = self._state.config.splitting
         properties = dict(metadata or {})
         internal = properties.get("__icechunk")
         internal = dict(internal) if isinstance(internal, dict) else {}

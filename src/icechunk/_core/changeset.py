@@ -35,6 +35,11 @@ class ChangeSet:
     def is_empty(self) -> bool:
         return not (self.nodes or self.deleted or self.moves or any(self.chunks.values()))
 
+    def min_grid_excludes(self, node_id: str, coords: ChunkCoords) -> bool:
+        """Whether a shrink earlier in the session cut off the chunk at ``coords``."""
+        grid = self.min_grid.get(node_id)
+        return grid is not None and any(c >= g for c, g in zip(coords, grid))
+
     def drop_node(self, node_id: str) -> None:
         self.chunks.pop(node_id, None)
         self.min_grid.pop(node_id, None)

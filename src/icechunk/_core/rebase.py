@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from icechunk._core.changeset import ChangeSet
-from icechunk._core.conflicts import Conflict, ConflictType, Resolution
+from icechunk._core.conflicts import Conflict, ConflictSolver, ConflictType, Resolution
+from icechunk.exceptions import BranchNotFoundError, RebaseFailedError
 from icechunk.format.manifest import ChunkCoords
 from icechunk.format.snapshot import NodeSnapshot, Snapshot
 from icechunk.format.transaction_log import TransactionLog
+
+if TYPE_CHECKING:
+    from icechunk._core.state import RepoState
 
 
 @dataclass
@@ -150,3 +156,63 @@ def resolve(findings: list[Finding], solver: object) -> list[Conflict]:
         if decision is Resolution.TAKE_THEIRS and take_theirs is not None:
             take_theirs()
     return []
+
+
+async def rebase_target(
+    state: RepoState,
+    branch: str,
+    base_snapshot: Snapshot,
+    changes: ChangeSet,
+    solver: ConflictSolver,
+) -> Snapshot | None:
+    """The branch tip to re-base ``changes`` onto once ``solver`` resolved every conflict.
+
+    None when the session is already at the tip. Raises :class:`RebaseFailedError` with
+    the conflicts ``solver`` could not resolve, or when the tip does not descend from the
+    session's snapshot.
+    """
+    info = await state.repo_info()
+    tip = info.branches.get(branch)
+    if tip is None:
+        raise BranchNotFoundError(f"branch {branch!r} no longer exists")
+    base = base_snapshot.id
+    if tip == base:
+        return None
+    if changes.moves:
+        moved = [
+            Conflict(ConflictType.MoveOperationCannotBeRebased, m.from_path) for m in changes.moves
+        ]
+        raise RebaseFailedError(
+            "node moves cannot be rebased: start a new rearrange session on the new tip",
+            snapshot=tip,
+            conflicts=moved,
+        )
+    newer: list[str] = []
+    current: str | None = tip
+    while current is not None and current != base:
+        newer.append(current)
+        entry = info.snapshots.get(current)
+        current = entry.parent_id if entry else None
+    if current != base:
+        raise RebaseFailedError(
+            f"branch {branch!r} was reset to {tip}, which does not descend from this "
+            f"session's snapshot {base}: start a new session",
+            snapshot=tip,
+            conflicts=[],
+        )
+    objects = state.objects
+    logs = await asyncio.gather(*(objects.transaction_log(s) for s in reversed(newer)))
+    tip_snapshot = await objects.snapshot(tip)
+    findings = find_conflicts(
+        changes, base_snapshot, tip_snapshot, TheirChanges.combine(list(logs))
+    )
+    failed = resolve(findings, solver)
+    if failed:
+        listing = "; ".join(map(str, failed[:10]))
+        more = f" and {len(failed) - 10} more" if len(failed) > 10 else ""
+        raise RebaseFailedError(
+            f"rebase onto {tip} failed with {len(failed)} conflict(s): {listing}{more}",
+            snapshot=tip,
+            conflicts=failed,
+        )
+    return tip_snapshot

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import enum
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from icechunk._core import keys
 from icechunk._core.changeset import ChangeSet, NodeChange
+from icechunk._core.commit import record_amend, record_commit, record_detached
 from icechunk._core.conflicts import ConflictSolver
+from icechunk._core.flush import transaction_log, write_snapshot
 from icechunk._core.history import Diff, diff_from_logs
-from icechunk._core.manifest_plan import encode_group, group_refs
+from icechunk._core.nodes import ChunkType, Node, SessionMode
+from icechunk._core.rebase import rebase_target
 from icechunk._core.zarr_meta import ArrayMeta, parse_array_meta, parse_node_type
 from icechunk._util.backoff import Backoff
-from icechunk._util.clock import now_us
 from icechunk._util.sync import run
 from icechunk.exceptions import (
     AlreadyExistsError,
@@ -35,26 +35,19 @@ from icechunk.format.manifest import (
     ChunkCoords,
     ChunkPayload,
     InlineChunk,
-    Manifest,
     NativeChunk,
     VirtualChunk,
-    decode_manifest,
 )
-from icechunk.format.repo_info import RepoInfo, SnapshotEntry, Update, UpdateKind
 from icechunk.format.snapshot import (
     ArrayData,
-    ManifestFileInfo,
-    ManifestRef,
     NodeSnapshot,
     Snapshot,
-    encode_snapshot,
 )
 from icechunk.format.transaction_log import (
     NODE_TYPE_ARRAY,
     NODE_TYPE_GROUP,
     MoveOperation,
     TransactionLog,
-    encode_transaction_log,
 )
 from icechunk.storage.base import ByteRange
 
@@ -68,38 +61,6 @@ if TYPE_CHECKING:
 _MAX_CONCURRENT_WRITES = 32
 #: waits between the rebases of a commit that keeps losing the race for its branch
 _REBASE_BACKOFF = Backoff(base_s=0.005, cap_s=1.0, max_exponent=8)
-
-
-class SessionMode(enum.Enum):
-    """What a session may do."""
-
-    readonly = 0
-    writable = 1
-    rearrange = 2
-
-
-class ChunkType(enum.Enum):
-    """How a chunk is stored (``Session.chunk_type``)."""
-
-    uninitialized = 0
-    native = 1
-    virtual = 2
-    inline = 3
-
-
-@dataclass(frozen=True, slots=True)
-class Node:
-    """A node as this session sees it."""
-
-    id: str
-    path: str
-    user_data: bytes
-    is_array: bool
-    base: NodeSnapshot | None  # the same node in the base snapshot, if it existed there
-
-    @property
-    def meta(self) -> ArrayMeta:
-        return parse_array_meta(self.user_data)
 
 
 def _retrieve_outcome(task: asyncio.Future[Any]) -> None:
@@ -450,8 +411,7 @@ class Session:
     # chunks
 
     def _min_grid_excludes(self, node: Node, coords: ChunkCoords) -> bool:
-        grid = self._changes.min_grid.get(node.id)
-        return grid is not None and any(c >= g for c, g in zip(coords, grid))
+        return self._changes.min_grid_excludes(node.id, coords)
 
     async def chunk_payload(self, node: Node, coords: ChunkCoords) -> ChunkPayload | None:
         """The reference of one chunk as this session sees it (None: not written)."""
@@ -655,37 +615,7 @@ class Session:
             backup.cancel()
             raise
 
-        def mutate(info: RepoInfo) -> Update:
-            if new_snapshot.id in info.snapshots:
-                # Our swap landed but its reply was lost, and the storage retried it.
-                raise _AlreadyCommitted
-            tip = info.branches.get(branch)
-            if tip is None:
-                raise ConflictError(
-                    f"branch {branch!r} was deleted while this session was open",
-                    expected_parent=parent,
-                    actual_parent=None,
-                )
-            if tip != parent:
-                raise ConflictError(expected_parent=parent, actual_parent=tip)
-            info.snapshots[new_snapshot.id] = SnapshotEntry(
-                new_snapshot.id,
-                parent,
-                new_snapshot.flushed_at,
-                new_snapshot.message,
-                dict(new_snapshot.metadata),
-            )
-            info.branches[branch] = new_snapshot.id
-            return Update(
-                UpdateKind.NEW_COMMIT,
-                new_snapshot.flushed_at,
-                {"branch": branch, "new_snap_id": new_snapshot.id},
-            )
-
-        try:
-            await self._state.update_repo_info(mutate, current=current, current_backup=backup)
-        except _AlreadyCommitted:
-            pass
+        await record_commit(self._state, branch, parent, new_snapshot, current, backup)
         self._finish(new_snapshot)
         return new_snapshot.id
 
@@ -703,15 +633,7 @@ class Session:
             message, {**self._state.default_commit_metadata, **(metadata or {})}
         )
 
-        def mutate(info: RepoInfo) -> Update:
-            info.snapshots[snapshot.id] = SnapshotEntry(
-                snapshot.id, parent, snapshot.flushed_at, snapshot.message, dict(snapshot.metadata)
-            )
-            return Update(
-                UpdateKind.NEW_DETACHED_SNAPSHOT, snapshot.flushed_at, {"new_snap_id": snapshot.id}
-            )
-
-        await self._state.update_repo_info(mutate)
+        await record_detached(self._state, parent, snapshot)
         self._finish(snapshot)
         return snapshot.id
 
@@ -751,25 +673,7 @@ class Session:
             message, {**self._state.default_commit_metadata, **(metadata or {})}
         )
 
-        def mutate(info: RepoInfo) -> Update:
-            tip = info.branches.get(branch)
-            if tip != previous:
-                raise ConflictError(expected_parent=previous, actual_parent=tip)
-            info.snapshots[snapshot.id] = SnapshotEntry(
-                snapshot.id,
-                grandparent,
-                snapshot.flushed_at,
-                snapshot.message,
-                dict(snapshot.metadata),
-            )
-            info.branches[branch] = snapshot.id
-            return Update(
-                UpdateKind.COMMIT_AMENDED,
-                snapshot.flushed_at,
-                {"branch": branch, "previous_snap_id": previous, "new_snap_id": snapshot.id},
-            )
-
-        await self._state.update_repo_info(mutate)
+        await record_amend(self._state, branch, previous, grandparent, snapshot)
         self._finish(snapshot)
         return snapshot.id
 
@@ -792,8 +696,6 @@ class Session:
         run(self.rebase_async(solver))
 
     async def rebase_async(self, solver: ConflictSolver) -> None:
-        from icechunk._core.rebase import TheirChanges, find_conflicts, resolve
-
         self._check_writable()
         if not isinstance(solver, ConflictSolver):
             raise InvalidInputError(
@@ -801,54 +703,11 @@ class Session:
             )
         if self._branch is None:
             raise SessionStateError("only sessions on a branch can be rebased")
-        info = await self._state.repo_info()
-        tip = info.branches.get(self._branch)
-        if tip is None:
-            raise BranchNotFoundError(f"branch {self._branch!r} no longer exists")
-        base = self._snapshot.id
-        if tip == base:
-            return
-        if self._changes.moves:
-            from icechunk._core.conflicts import Conflict, ConflictType
-
-            moved = [
-                Conflict(ConflictType.MoveOperationCannotBeRebased, m.from_path)
-                for m in self._changes.moves
-            ]
-            raise RebaseFailedError(
-                "node moves cannot be rebased: start a new rearrange session on the new tip",
-                snapshot=tip,
-                conflicts=moved,
-            )
-        newer: list[str] = []
-        current: str | None = tip
-        while current is not None and current != base:
-            newer.append(current)
-            entry = info.snapshots.get(current)
-            current = entry.parent_id if entry else None
-        if current != base:
-            raise RebaseFailedError(
-                f"branch {self._branch!r} was reset to {tip}, which does not descend from this "
-                f"session's snapshot {base}: start a new session",
-                snapshot=tip,
-                conflicts=[],
-            )
-        objects = self._state.objects
-        logs = await asyncio.gather(*(objects.transaction_log(s) for s in reversed(newer)))
-        tip_snapshot = await objects.snapshot(tip)
-        findings = find_conflicts(
-            self._changes, self._snapshot, tip_snapshot, TheirChanges.combine(list(logs))
+        tip_snapshot = await rebase_target(
+            self._state, self._branch, self._snapshot, self._changes, solver
         )
-        failed = resolve(findings, solver)
-        if failed:
-            listing = "; ".join(map(str, failed[:10]))
-            more = f" and {len(failed) - 10} more" if len(failed) > 10 else ""
-            raise RebaseFailedError(
-                f"rebase onto {tip} failed with {len(failed)} conflict(s): {listing}{more}",
-                snapshot=tip,
-                conflicts=failed,
-            )
-        self._move_base(tip_snapshot)
+        if tip_snapshot is not None:
+            self._move_base(tip_snapshot)
 
     def _move_base(self, tip: Snapshot) -> None:
         """Re-base the change set on ``tip`` once conflicts are resolved."""
@@ -904,163 +763,19 @@ class Session:
 
     async def _flush(self, message: str, metadata: dict[str, Any]) -> Snapshot:
         """Write manifests, transaction log and snapshot; return the new snapshot."""
-        objects = self._state.objects
-        storage = self._state.storage
-        level = self._state.config.effective_compression_level
-        snapshot_id = new_id12()
-        known_files = {m.id: m for m in self._snapshot.manifest_files}
-        new_files: list[tuple[str, bytes, int]] = []  # id, data, num refs
-
-        nodes: dict[str, NodeSnapshot] = {}
-        for node in self.iter_nodes():
-            if not node.is_array:
-                nodes[node.path] = NodeSnapshot(node.id, node.path, node.user_data, None)
-                continue
-            meta = node.meta
-            manifests = await self._array_manifests(node, meta, new_files, level)
-            names = meta.dimension_names
-            if names is not None and all(n is None for n in names):
-                names = None
-            nodes[node.path] = NodeSnapshot(
-                node.id,
-                node.path,
-                node.user_data,
-                ArrayData(
-                    tuple(zip(meta.shape, meta.grid, strict=True)),
-                    names,
-                    tuple(manifests),
-                ),
-            )
-
-        for manifest_id, data, count in new_files:
-            known_files[manifest_id] = ManifestFileInfo(manifest_id, len(data), count)
-        used = {ref.manifest_id for n in nodes.values() if n.array for ref in n.array.manifests}
-        snapshot = Snapshot(
-            id=snapshot_id,
-            nodes=nodes,
-            flushed_at=now_us(),
-            message=message,
-            metadata=dict(metadata),
-            manifest_files=[known_files[i] for i in sorted(used)],
+        return await write_snapshot(
+            self._state,
+            self._snapshot,
+            self._changes,
+            list(self.iter_nodes()),
+            message,
+            metadata,
+            rewrite_manifests=self._rewrite_manifests,
         )
-        log = self._transaction_log(snapshot_id)
-        files = [(keys.manifest_key(i), data) for i, data, _ in new_files]
-        files.append(
-            (
-                keys.transaction_key(snapshot_id),
-                encode_transaction_log(log, compression_level=level),
-            )
-        )
-        files.append(
-            (keys.snapshot_key(snapshot_id), encode_snapshot(snapshot, compression_level=level))
-        )
-        # All at once: nothing refers to the new snapshot until the repo file is swapped.
-        semaphore = asyncio.Semaphore(_MAX_CONCURRENT_WRITES)
-
-        async def write(key: str, data: bytes) -> None:
-            async with semaphore:
-                await storage.put_fresh(key, data)  # fresh random names, unreferenced yet
-
-        await asyncio.gather(*(write(key, data) for key, data in files))
-        for manifest_id, data, _ in new_files:
-            objects.remember_manifest(decode_manifest(data, manifest_id))
-        return snapshot
-
-    async def _array_manifests(
-        self,
-        node: Node,
-        meta: ArrayMeta,
-        new_files: list[tuple[str, bytes, int]],
-        level: int,
-    ) -> list[ManifestRef]:
-        """The manifest refs of an array after this session's changes."""
-        changes = self._changes.chunks.get(node.id, {})
-        old_refs: tuple[ManifestRef, ...] = ()
-        if node.base is not None and node.base.array is not None:
-            old_refs = node.base.array.manifests
-        resized = node.id in self._changes.min_grid and (
-            node.base is None
-            or self._changes.min_grid[node.id] != parse_array_meta(node.base.user_data).grid
-        )
-        grid_changed = node.base is not None and (
-            parse_array_meta(node.base.user_data).grid != meta.grid
-        )
-        grid_changed = grid_changed or self._rewrite_manifests
-        if not changes and not resized and not grid_changed:
-            return list(old_refs)
-
-        splitting = self._state.config.splitting
-        sizes = None
-        if splitting is not None:
-            sizes = splitting.split_sizes_for(node.path, meta.ndim, meta.dimension_names)
-
-        def cell_of(coords: ChunkCoords) -> tuple[int, ...]:
-            return tuple(c // s for c, s in zip(coords, sizes)) if sizes else ()
-
-        changed_cells = {cell_of(c) for c in changes} if sizes and old_refs else set()
-        keep: list[ManifestRef] = []
-        refs: dict[ChunkCoords, ChunkPayload] = {}
-        for ref in old_refs:
-            cells = _cells_of_extents(ref.extents, sizes)
-            if (
-                sizes
-                and not resized
-                and not grid_changed
-                and cells is not None
-                and cells not in changed_cells
-            ):
-                keep.append(ref)
-                continue
-            manifest: Manifest = await self._state.objects.manifest(ref.manifest_id)
-            for coords, payload in manifest.iter_refs(node.id):
-                # chunks cut off by a shrink earlier in this session stay gone
-                if not self._min_grid_excludes(node, coords):
-                    refs[coords] = payload
-        if refs:
-            refs.update(changes)  # deletions stay in as None; group_refs drops them
-        else:
-            refs = changes
-        grid = meta.grid
-        groups = group_refs(
-            refs,
-            meta.ndim,
-            # only a resize can leave references outside the grid
-            grid=grid if resized or grid_changed else None,
-            split_sizes=sizes,
-        )
-        out = list(keep)
-        for group in groups:
-            manifest_id = new_id12()
-            data = encode_group(
-                manifest_id, node.id, group, level, self._state.location_compression()
-            )
-            new_files.append((manifest_id, data, len(group)))
-            extents = group.extents
-            if sizes:
-                extents = tuple(
-                    (k * s, min((k + 1) * s, g))
-                    for k, s, g in zip(group.cell, sizes, grid, strict=True)
-                )
-            out.append(ManifestRef(manifest_id, extents))
-        return out
 
     def _transaction_log(self, snapshot_id: str) -> TransactionLog:
-        log = TransactionLog(snapshot_id)
-        base = self._snapshot.nodes
-        for change in self._changes.nodes.values():
-            if change.is_new:
-                (log.new_arrays if change.is_array else log.new_groups).add(change.id)
-            else:
-                (log.updated_arrays if change.is_array else log.updated_groups).add(change.id)
-        for path, node_id in self._changes.deleted.items():
-            old = base[path]
-            (log.deleted_arrays if old.is_array else log.deleted_groups).add(node_id)
-        log.moved_nodes = _collapse_moves(self._changes.moves)
         live = {n.id for n in self.iter_nodes()}
-        for node_id, chunks in self._changes.chunks.items():
-            if chunks and node_id in live:
-                log.updated_chunks[node_id] = chunks.keys()
-        return log
+        return transaction_log(snapshot_id, self._snapshot, self._changes, live)
 
     def _preview_snapshot(self) -> Snapshot:
         """This session's node tree (without manifests), for status()."""
@@ -1079,40 +794,7 @@ class Session:
         return node
 
 
-def _cells_of_extents(
-    extents: tuple[tuple[int, int], ...], sizes: tuple[int, ...] | None
-) -> tuple[int, ...] | None:
-    """The single split cell a manifest's extents lie in, or None if they span several."""
-    if not sizes:
-        return None
-    cell = []
-    for (lo, hi), s in zip(extents, sizes, strict=False):
-        if hi <= lo or lo // s != (hi - 1) // s:
-            return None
-        cell.append(lo // s)
-    return tuple(cell)
-
-
 def _normalize_path(path: str) -> str:
     if not isinstance(path, str):
         raise InvalidInputError(f"path must be a str, got {type(path).__name__}")
     return "/" + path.strip("/")
-
-
-class _AlreadyCommitted(Exception):
-    """The repo info already holds this commit (a retried swap that had landed)."""
-
-
-def _collapse_moves(moves: list[MoveOperation]) -> list[MoveOperation]:
-    """One move per node (first source, last destination), identity moves dropped."""
-    first: dict[str, MoveOperation] = {}
-    last: dict[str, str] = {}
-    for move in moves:
-        first.setdefault(move.node_id, move)
-        last[move.node_id] = move.to_path
-    return [
-        MoveOperation(m.from_path, last[node_id], node_id, m.node_type)
-        for node_id, m in first.items()
-        if m.from_path != last[node_id]
-    ]
-

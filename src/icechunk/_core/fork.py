@@ -87,18 +87,7 @@ class ForkSession(Session):
     async def rebase_async(self, solver: Any) -> None:
         raise SessionStateError("a ForkSession cannot be rebased; rebase the parent session")
 
-    def fork(self) -> ForkSession:
-        """A fork of this fork; merge it back into this fork."""
-        self._check_writable()
-        return ForkSession(
-            self._repo,
-            self._state,
-            self._snapshot,
-            branch=self._branch,
-            changes=self._changes.copy(),
-            inherited=self._changes.copy(),
-            origin=self._token,
-        )
+    # fork(): inherited from Session, a fork of this fork merges back into this fork
 
 
 def sibling_fork(fork: ForkSession) -> ForkSession:

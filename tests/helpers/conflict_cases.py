@@ -3,8 +3,9 @@
 A scenario is a list of edits "they" commit first and a list of edits "we" commit
 afterwards with some solver.  :func:`run_case` plays one on a fresh in-memory repository
 and returns a JSON-able outcome (the error and its conflicts, or the state of the branch
-tip).  It takes the ``icechunk`` module as an argument and imports nothing from pytest, so
-``tests/test_conflicts.py`` also runs it under the official package to compare behaviour.
+tip).  It takes the ``icechunk`` module as an argument and imports nothing from pytest (nor
+from ``tests``), so ``tests/unit/core/test_conflicts.py`` also runs it, by file name, under
+the official package to compare behaviour.
 """
 
 from __future__ import annotations

@@ -34,9 +34,9 @@ import sys
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[2]  # tests/helpers/official_env.py
 SRC_DIR = REPO_ROOT / "src"
-SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
+SCENARIO_DIR = REPO_ROOT / "tests" / "interop" / "scenarios"
 
 ICECHUNK_VERSION = "2.3.0"
 ZARR_VERSION = "3.4.2"

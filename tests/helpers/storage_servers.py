@@ -362,7 +362,7 @@ def _commit_process(worker: int, storage: Any, n_commits: int, barrier: Any, res
     import traceback
 
     try:
-        from test_concurrency import commit_loop
+        from tests.integration.test_concurrency import commit_loop
 
         repo = ic.Repository.open(storage)
         outcome = commit_loop(repo, worker, n_commits, barrier)
@@ -377,7 +377,8 @@ def _commit_process(worker: int, storage: Any, n_commits: int, barrier: Any, res
 
 
 def run_commit_processes(storage: Any, n_workers: int, n_commits: int) -> list[dict[str, Any]]:
-    """``test_concurrency.commit_loop`` in ``n_workers`` spawned processes; their outcomes."""
+    """``commit_loop`` of ``tests/integration/test_concurrency.py`` in ``n_workers`` spawned
+    processes; their outcomes."""
     import multiprocessing
     import queue
 

@@ -170,7 +170,7 @@ def assert_state(
 
 def test_concurrent_commits_processes(tmp_path: Path) -> None:
     """4 spawned processes x 10 commits each to ``main`` of a local-filesystem repo."""
-    from storage_servers import run_commit_processes
+    from tests.helpers.storage_servers import run_commit_processes
 
     n_workers, n_commits = 4, 10
     storage = ic.local_filesystem_storage(tmp_path / "repo")

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.paths import REPO_ROOT
+
 pytest.importorskip("mkdocs")
 pytest.importorskip("mkdocstrings")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 
 pytestmark = pytest.mark.slow
 

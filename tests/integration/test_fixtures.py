@@ -1,7 +1,8 @@
-"""Read the repositories in ``shared/fixtures`` (written by the official icechunk 2.3.0)
+"""Read the repositories in ``tests/data/fixtures`` (written by the official icechunk 2.3.0)
 and compare everything with the ``expected.json`` that sits next to each of them.
 
-The shared folder is read-only: every fixture is copied to a temporary directory first.
+Every fixture is copied to a temporary directory first, so the data in ``tests/data`` stays
+as the official package wrote it.
 """
 
 from __future__ import annotations
@@ -23,18 +24,14 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 import icechunk as ic
+from tests.helpers.paths import FIXTURES
 
 # Our package has stricter exception types than the official one; the official one is
 # used to validate these tests, so type checks fall back to its classes.
 OURS = hasattr(ic, "CorruptObjectError")
 TAG_NOT_FOUND = ic.TagNotFoundError if OURS else ic.RefNotFoundError
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-FIXTURES = SHARED / "fixtures"
 KNOWN_FIXTURES = {"basic", "inline_native", "manifest_split", "xarray_append", "spec_v1"}
-
-if not FIXTURES.is_dir():
-    pytest.skip(f"shared fixtures not found at {FIXTURES}", allow_module_level=True)
 
 FIXTURE_NAMES = sorted(p.name for p in FIXTURES.iterdir() if (p / "expected.json").is_file())
 

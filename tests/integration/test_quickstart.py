@@ -1,4 +1,5 @@
-"""Run ``shared/examples/seed_quickstart.py`` unchanged against this icechunk."""
+"""Run the quickstart example, ``tests/data/seed_quickstart.py`` (a copy of the project's
+``shared/examples/seed_quickstart.py``), unchanged against this icechunk."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from pathlib import Path
 import pytest
 
 import icechunk as ic
+from tests.helpers.paths import QUICKSTART
 
-SCRIPT = Path(__file__).resolve().parents[2] / "shared" / "examples" / "seed_quickstart.py"
+SCRIPT = QUICKSTART
 
 HISTORY_LINE = re.compile(r"^  ID: (?P<id>\S+), Message: (?P<message>.*)$")
 EXPECTED_MESSAGES = ["Overwrite some values", "Initial data commit", "Repository initialized"]
@@ -50,8 +52,6 @@ def parse_history(stdout: str) -> list[tuple[str, str]]:
 
 
 def test_subprocess_imports_same_icechunk():
-    if not SCRIPT.is_file():
-        pytest.skip(f"shared example not found: {SCRIPT}")
     env = dict(os.environ)
     env["PYTHONPATH"] = str(Path(ic.__file__).resolve().parent.parent)
     out = subprocess.run(
@@ -66,8 +66,6 @@ def test_subprocess_imports_same_icechunk():
 
 
 def test_seed_quickstart():
-    if not SCRIPT.is_file():
-        pytest.skip(f"shared example not found: {SCRIPT}")
     result = run_script(SCRIPT)
 
     if not hasattr(ic.Repository, "log"):

@@ -33,8 +33,9 @@ from icechunk_xarray.backend import (  # noqa: E402
     looks_like_repository,
     storage_from_url,
 )
+from tests.helpers.paths import FIXTURES  # noqa: E402
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "xarray_append"
+FIXTURE = FIXTURES / "xarray_append"
 
 TIME_ENCODING = {"units": "hours since 2000-01-01", "calendar": "proleptic_gregorian"}
 TP_ENCODING = {"dtype": "int16", "scale_factor": 0.01, "add_offset": 0.0, "_FillValue": -9999}
@@ -465,8 +466,6 @@ def test_dask_names_follow_the_version(repo: ic.Repository, tmp_path: Path) -> N
 
 
 def test_official_fixture(tmp_path: Path) -> None:
-    if not FIXTURE.is_dir():
-        pytest.skip(f"shared fixtures not found at {FIXTURE}")
     path = tmp_path / "xarray_append"
     shutil.copytree(FIXTURE / "repo", path)
     expected = json.loads((FIXTURE / "expected.json").read_text())
@@ -744,7 +743,7 @@ def test_open_object_store_urls(service: str, request: pytest.FixtureRequest) ->
     if not hasattr(ic, "s3_storage") or not hasattr(ic, "gcs_storage"):
         pytest.skip("no S3/GCS storage in this version")
     pytest.importorskip("moto" if service == "s3" else "gcsfs")
-    import storage_servers
+    from tests.helpers import storage_servers
 
     server = request.getfixturevalue("moto_s3" if service == "s3" else "fake_gcs")
     kwargs = server.storage_kwargs()

@@ -19,7 +19,7 @@ distributed = pytest.importorskip("distributed")
 
 import icechunk as ic  # noqa: E402
 from icechunk.xarray import to_icechunk  # noqa: E402
-from test_xarray import era5_like, fresh_encoding, read, strip  # noqa: E402
+from tests.integration.test_xarray import era5_like, fresh_encoding, read, strip  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

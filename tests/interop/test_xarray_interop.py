@@ -1,6 +1,6 @@
 """The official icechunk 2.3.0 reads a dataset that ``to_icechunk`` wrote here.
 
-The official package runs in its own virtualenv (``tests/interop/official_env.py``), which has
+The official package runs in its own virtualenv (``tests/helpers/official_env.py``), which has
 zarr but not xarray: it reads every array (values, attributes, dimension names) through zarr,
 and xarray here decodes what it read with ``xr.decode_cf``. The result must be identical to
 the dataset that was written, for both versions of the history.
@@ -8,7 +8,6 @@ the dataset that was written, for both versions of the history.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +15,11 @@ import pytest
 
 xr = pytest.importorskip("xarray")
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "interop"))
-
-import official_env  # noqa: E402
 
 import icechunk as ic  # noqa: E402
 from icechunk.xarray import to_icechunk  # noqa: E402
-from test_xarray import era5_like, fresh_encoding, strip  # noqa: E402
+from tests.helpers import official_env  # noqa: E402
+from tests.integration.test_xarray import era5_like, fresh_encoding, strip  # noqa: E402
 
 pytestmark = [pytest.mark.interop, pytest.mark.slow]
 

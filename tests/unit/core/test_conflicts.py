@@ -20,7 +20,7 @@ import zarr
 import zarr.api.asynchronous
 
 import icechunk as ic
-from conflict_cases import (
+from tests.helpers.conflict_cases import (
     CASES,
     apply_edits,
     describe_conflicts,
@@ -28,6 +28,7 @@ from conflict_cases import (
     run_named,
     tree_state,
 )
+from tests.helpers.paths import TESTS
 
 BASE = {
     "/": {"attrs": {}},
@@ -437,8 +438,7 @@ def _official_python() -> Path:
     explicit = os.environ.get("ICECHUNK_OFFICIAL_PYTHON")
     if explicit:
         return Path(explicit)
-    sys.path.insert(0, str(Path(__file__).resolve().parent / "interop"))
-    import official_env
+    from tests.helpers import official_env
 
     try:
         return official_env.ensure_official_python()
@@ -459,7 +459,7 @@ DIFFERENT_FROM_OFFICIAL: dict[str, dict[str, Any]] = {
     "new-node-in-deleted-group": {"state": expect_state(g=None, g__b=None)},
 }
 
-CASES_FILE = Path(__file__).resolve().parent / "conflict_cases.py"
+CASES_FILE = TESTS / "helpers" / "conflict_cases.py"
 
 _RUNNER = """
 import importlib.util, json, sys

@@ -21,6 +21,7 @@ from zarr.core.buffer import cpu, default_buffer_prototype
 from zarr.core.sync import sync
 
 import icechunk as ic
+from tests.helpers.paths import FIXTURES
 
 OURS = hasattr(ic, "CorruptObjectError")
 
@@ -41,7 +42,7 @@ else:  # official icechunk 2.3.0
     COMMIT_READ_ONLY = ic.SessionStateError
     BAD_ARGUMENT = TypeError
 
-BASIC = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "basic" / "repo"
+BASIC = FIXTURES / "basic" / "repo"
 MAIN_TIP = "9RMWCZNDAB03TF4F42KG"  # expected.json of the basic fixture
 MISSING_ID = "00000000000000000000"  # well formed, never written
 INITIAL_ID = "1CECHNKREP0F1RSTCMT0"
@@ -59,9 +60,7 @@ def repo() -> ic.Repository:
 
 @pytest.fixture
 def basic_copy(tmp_path) -> Path:
-    """A writable copy of the basic fixture repository (the shared folder is read-only)."""
-    if not BASIC.is_dir():
-        pytest.skip(f"shared fixture not found: {BASIC}")
+    """A writable copy of the basic fixture repository (``tests/data`` stays untouched)."""
     target = tmp_path / "repo"
     shutil.copytree(BASIC, target)
     for dirpath, _dirnames, filenames in os.walk(target):

@@ -36,13 +36,11 @@ from icechunk.format.repo_info import (
 from icechunk.format.snapshot import decode_snapshot, encode_snapshot
 from icechunk.format.transaction_log import decode_transaction_log, encode_transaction_log
 from icechunk.format.values import decode_flexbuffer, decode_msgpack, encode_flexbuffer
-
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
-needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason="../shared/fixtures missing")
+from tests.helpers.paths import FIXTURES
 
 
 def fixture_files(folder: str) -> list[Path]:
-    return sorted(FIXTURES.glob(f"*/repo/{folder}/*")) if FIXTURES.is_dir() else []
+    return sorted(FIXTURES.glob(f"*/repo/{folder}/*"))
 
 
 def test_initial_snapshot_id_is_the_crockford_text_of_its_bytes() -> None:
@@ -117,7 +115,6 @@ def test_msgpack_metadata_of_spec_1() -> None:
     assert decode_msgpack(bytes.fromhex("81a769735f726f6f74c3")) == {"is_root": True}
 
 
-@needs_fixtures
 @pytest.mark.parametrize(
     "path", fixture_files("snapshots"), ids=lambda p: f"{p.parts[-4]}-{p.name}"
 )
@@ -128,7 +125,6 @@ def test_snapshots_round_trip(path: Path) -> None:
         assert decode_snapshot(encode_snapshot(snap), snap.id) == snap
 
 
-@needs_fixtures
 @pytest.mark.parametrize(
     "path", fixture_files("manifests"), ids=lambda p: f"{p.parts[-4]}-{p.name}"
 )
@@ -145,7 +141,6 @@ def test_manifests_round_trip_and_lookup(path: Path) -> None:
     assert [(n, list(again.iter_refs(n))) for n in again.node_ids] == arrays
 
 
-@needs_fixtures
 @pytest.mark.parametrize(
     "path", fixture_files("transactions"), ids=lambda p: f"{p.parts[-4]}-{p.name}"
 )
@@ -154,9 +149,8 @@ def test_transaction_logs_round_trip(path: Path) -> None:
     assert decode_transaction_log(encode_transaction_log(log), log.id) == log
 
 
-@needs_fixtures
 @pytest.mark.parametrize(
-    "path", sorted(FIXTURES.glob("*/repo/repo")) if FIXTURES.is_dir() else [], ids=str
+    "path", sorted(FIXTURES.glob("*/repo/repo")), ids=str
 )
 def test_repo_info_round_trips(path: Path) -> None:
     info = decode_repo_info(path.read_bytes())
@@ -166,7 +160,6 @@ def test_repo_info_round_trips(path: Path) -> None:
     assert decode_repo_info(encode_repo_info(info)) == info
 
 
-@needs_fixtures
 def test_a_file_under_the_wrong_name_is_rejected() -> None:
     path = fixture_files("snapshots")[-1]
     with pytest.raises(CorruptObjectError):

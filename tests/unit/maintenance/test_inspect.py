@@ -1,13 +1,13 @@
 """``Repository.inspect_*`` against the official package's own output.
 
-Every fixture folder in ``shared/fixtures`` holds ``inspect.json``: what the official
+Every fixture folder in ``tests/data/fixtures`` holds ``inspect.json``: what the official
 icechunk 2.3.0 returns from ``inspect_repo_info()``, ``inspect_snapshot(id)``,
 ``inspect_manifest(id)`` and ``inspect_transaction_log(id)`` for every metadata file of
 its ``repo/``. Our results must be equal, value for value and type for type. An entry
 ``"unavailable: <Error>"`` means the official call raised that exception.
 
-The shared folder is read-only: each fixture repository is copied to a temporary
-directory first.
+Each fixture repository is copied to a temporary directory first, so the data in
+``tests/data`` stays as the official package wrote it.
 """
 
 from __future__ import annotations
@@ -24,11 +24,7 @@ import zarr
 
 import icechunk as ic
 from icechunk.format.header import HEADER_LEN, MAGIC, FileType, decode_file
-
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
-
-if not FIXTURES.is_dir():
-    pytest.skip(f"shared fixtures not found at {FIXTURES}", allow_module_level=True)
+from tests.helpers.paths import FIXTURES
 
 FIXTURE_NAMES = sorted(p.name for p in FIXTURES.iterdir() if (p / "inspect.json").is_file())
 KINDS = ("snapshots", "manifests", "transactions")

@@ -14,7 +14,6 @@ import threading
 import time
 import warnings
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +22,7 @@ import zarr
 import icechunk as ic
 from icechunk.format.manifest import NativeChunk, decode_manifest
 from icechunk.format.repo_info import decode_repo_info
+from tests.helpers.paths import REPO_ROOT, SRC
 
 INITIAL_ID = "1CECHNKREP0F1RSTCMT0"
 BIG = 200  # float64 elements per chunk of "big": 1600 bytes, a native chunk object
@@ -362,7 +362,7 @@ def test_gc_delete_failures_are_reported_then_stop_the_run() -> None:
     """Deletes that fail (injected around a real in-memory storage) are counted and the
     later kinds skipped; too many failures in a row stop the run with a typed error."""
     from icechunk.exceptions import GCDeletesFailingError, StorageError
-    from test_storage_faults import FlakyStorage
+    from tests.unit.storage.test_storage_faults import FlakyStorage
 
     class FailingDeletes(FlakyStorage):
         failing_prefix: str | None = "transactions/"
@@ -489,7 +489,7 @@ def test_gc_while_another_process_commits(tmp_path) -> None:
     pause()
     repo.expire_snapshots(cutoff)
     stop = tmp_path / "stop"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
     proc = subprocess.Popen(
         [sys.executable, "-c", WRITER_SCRIPT, str(path), str(stop)],
         stdout=subprocess.PIPE,
@@ -692,7 +692,7 @@ def test_read_only_repository_refuses_maintenance(storage) -> None:
 
 
 def test_read_only_storage_refuses_maintenance(tmp_path) -> None:
-    from storage_servers import serve_directory
+    from tests.helpers.storage_servers import serve_directory
 
     path = tmp_path / "repo"
     repo = ic.Repository.create(ic.local_filesystem_storage(str(path)))
@@ -709,7 +709,7 @@ def test_read_only_storage_refuses_maintenance(tmp_path) -> None:
 
 
 def test_docs_examples_run(tmp_path, monkeypatch) -> None:
-    page = Path(__file__).resolve().parents[1] / "docs" / "maintenance.md"
+    page = REPO_ROOT / "docs" / "maintenance.md"
     blocks = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
     assert blocks
     monkeypatch.chdir(tmp_path)

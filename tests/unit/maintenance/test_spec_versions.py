@@ -1,6 +1,6 @@
 """Spec versions: reading spec 1, upgrading spec 1 to spec 2, refusing unknown versions.
 
-The spec-1 repository is a private copy of ``shared/fixtures/spec_v1`` (written by
+The spec-1 repository is a private copy of ``tests/data/fixtures/spec_v1`` (written by
 the official icechunk 2.3.0 with ``spec_version=1``).
 """
 
@@ -38,10 +38,9 @@ from icechunk.format.repo_info import (
 )
 from icechunk.format.snapshot import decode_snapshot
 from icechunk.format.values import decode_flexbuffer
+from tests.helpers.paths import FIXTURES
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "spec_v1"
-if not (FIXTURE / "repo").is_dir():
-    pytest.skip(f"spec_v1 fixture not found at {FIXTURE}", allow_module_level=True)
+FIXTURE = FIXTURES / "spec_v1"
 
 EXPECTED = json.loads((FIXTURE / "expected.json").read_text())
 INITIAL = "1CECHNKREP0F1RSTCMT0"

@@ -43,7 +43,7 @@ from icechunk.storage._s3http import (
     Signer,
 )
 from icechunk.storage.s3 import S3Options, _lean_plan
-from storage_servers import S3_ACCESS_KEY, S3_BUCKET, S3_REGION, S3_SECRET_KEY, MotoS3
+from tests.helpers.storage_servers import S3_ACCESS_KEY, S3_BUCKET, S3_REGION, S3_SECRET_KEY, MotoS3
 
 HOST = "127.0.0.1"
 
@@ -907,7 +907,7 @@ async def test_checksum_option_is_sent(moto_s3: MotoS3) -> None:
 async def test_refreshed_credentials_rebuild_the_lean_client(moto_s3: MotoS3) -> None:
     from datetime import UTC, datetime, timedelta
 
-    import test_storage_s3
+    from tests.unit.storage import test_storage_s3
 
     kwargs = moto_s3.storage_kwargs()
     del kwargs["access_key_id"], kwargs["secret_access_key"]

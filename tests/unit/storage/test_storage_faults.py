@@ -33,7 +33,7 @@ from icechunk.storage import (
     StorageSettings,
     Version,
 )
-from storage_servers import MotoS3
+from tests.helpers.storage_servers import MotoS3
 
 N = 24  # elements of the test array, one per commit attempt
 

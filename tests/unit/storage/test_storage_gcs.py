@@ -25,9 +25,9 @@ from icechunk.storage import (
     StorageSettings,
     gcs_storage,
 )
-from storage_servers import FakeGcs, run_commit_processes
-from test_concurrency import check_outcome, setup_repository
-from test_storage import (  # noqa: F401  (collected here, run against GCS)
+from tests.helpers.storage_servers import FakeGcs, run_commit_processes
+from tests.integration.test_concurrency import check_outcome, setup_repository
+from tests.unit.storage.test_storage import (  # noqa: F401  (collected here, run against GCS)
     test_byte_ranges,
     test_concurrent_increments_in_process,
     test_delete,

@@ -16,7 +16,7 @@ import zarr
 import icechunk as ic
 from icechunk.exceptions import ObjectNotFoundError, ReadOnlyError, StorageError
 from icechunk.storage import ByteRange, HttpStorage, http_storage
-from storage_servers import serve_directory
+from tests.helpers.storage_servers import serve_directory
 
 
 @pytest.fixture(scope="module")

@@ -29,9 +29,9 @@ from icechunk.storage import (
     UnsafeStorageWarning,
     s3_storage,
 )
-from storage_servers import S3_ACCESS_KEY, S3_SECRET_KEY, MotoS3, run_commit_processes
-from test_concurrency import check_outcome, setup_repository
-from test_storage import (  # noqa: F401  (collected here, run against S3)
+from tests.helpers.storage_servers import S3_ACCESS_KEY, S3_SECRET_KEY, MotoS3, run_commit_processes
+from tests.integration.test_concurrency import check_outcome, setup_repository
+from tests.unit.storage.test_storage import (  # noqa: F401  (collected here, run against S3)
     test_byte_ranges,
     test_concurrent_increments_in_process,
     test_delete,

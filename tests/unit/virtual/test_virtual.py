@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import os
-import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -29,8 +28,7 @@ from icechunk.format.manifest import VirtualChunk, decode_manifest
 h5py = pytest.importorskip("h5py")
 xr = pytest.importorskip("xarray")
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from storage_servers import (  # noqa: E402
+from tests.helpers.storage_servers import (  # noqa: E402
     GCS_BUCKET,
     S3_ACCESS_KEY,
     S3_BUCKET,
@@ -630,8 +628,7 @@ def test_http_virtual_reads(tmp_path: Path, h5_file) -> None:
 
 @pytest.fixture(scope="module")
 def official_env_module() -> Any:
-    sys.path.insert(0, str(Path(__file__).resolve().parent / "interop"))
-    import official_env
+    from tests.helpers import official_env
 
     official_env.official_python_or_skip()
     return official_env

@@ -8,7 +8,7 @@
 * ``zarr``: the ``ours`` interpreter, workloads told to use plain zarr stores.
 
 The virtualenv is built with the helpers of the interop harness
-(``tests/interop/official_env.py``): the same clean environment, base interpreter and
+(``tests/helpers/official_env.py``): the same clean environment, base interpreter and
 "marker written last" rule, under its own ``fcntl`` lock.
 """
 
@@ -26,8 +26,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SRC_DIR = REPO_ROOT / "src"
-sys.path.insert(0, str(REPO_ROOT / "tests" / "interop"))
-import official_env  # noqa: E402  (tests/interop/official_env.py)
+sys.path.insert(0, str(REPO_ROOT))
+from tests.helpers import official_env  # noqa: E402  (tests/helpers/official_env.py)
 
 sys.path.pop(0)
 

@@ -2,7 +2,7 @@
 
 The object-store servers (moto for S3, fake-gcs-server for GCS) are started on
 127.0.0.1 the first time a test asks for them and stopped when the session ends;
-see ``tests/storage_servers.py``.
+see ``tests/helpers/storage_servers.py``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 # from enabling it when it is imported.
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
-from storage_servers import FakeGcs, MotoS3  # noqa: E402
+from tests.helpers.storage_servers import FakeGcs, MotoS3  # noqa: E402
 
 
 @pytest.fixture(scope="session")

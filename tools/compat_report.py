@@ -95,11 +95,12 @@ KIND_LABELS = {
 
 
 def _official_env():
-    sys.path.insert(0, str(INTEROP_DIR))
+    """``tests/helpers/official_env.py``, the interop harness's virtualenv and runners."""
+    sys.path.insert(0, str(REPO_ROOT))
     try:
-        import official_env
+        from tests.helpers import official_env
     finally:
-        sys.path.remove(str(INTEROP_DIR))
+        sys.path.remove(str(REPO_ROOT))
     return official_env
 
 

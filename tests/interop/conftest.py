@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import official_env  # noqa: E402
+from tests.helpers import official_env
 
 
 def pytest_configure(config):

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import json
 
-import official_env
 import pytest
+
+from tests.helpers import official_env
 
 # the first test of a session may build the official virtualenv (pip install)
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(official_env.BUILD_TIMEOUT + 900)]

@@ -5,7 +5,7 @@ implementations describe it with ``scenarios/dump_repo.py``; the two
 descriptions must be identical.  The scenarios only use the public API, so
 the very same scripts run under either package.
 
-The official package lives in its own virtualenv (see official_env.py).
+The official package lives in its own virtualenv (see tests/helpers/official_env.py).
 Set ``ICECHUNK_INTEROP_SELFTEST=1`` to run "ours" with the official package
 as well, which checks the harness itself.
 """
@@ -19,8 +19,9 @@ import re
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import official_env
 import pytest
+
+from tests.helpers import official_env
 
 # the first test of a session may build the official virtualenv (pip install)
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(official_env.BUILD_TIMEOUT + 900)]

@@ -11,9 +11,10 @@ dumps (including the diff of every commit against its parent) must match.
 
 from __future__ import annotations
 
-import official_env
 import pytest
-from test_interop import DUMP_REPO, INITIAL_SNAPSHOT, assert_same_dump, check_ancestry
+
+from tests.helpers import official_env
+from tests.interop.test_interop import DUMP_REPO, INITIAL_SNAPSHOT, assert_same_dump, check_ancestry
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(official_env.BUILD_TIMEOUT + 900)]
 

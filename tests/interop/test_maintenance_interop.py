@@ -10,8 +10,9 @@ their histories must read the same in both.
 
 from __future__ import annotations
 
-import official_env
 import pytest
+
+from tests.helpers import official_env
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(official_env.BUILD_TIMEOUT + 900)]
 

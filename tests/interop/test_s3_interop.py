@@ -3,10 +3,16 @@ there, and we read one it wrote; both describe each repository identically."""
 
 from __future__ import annotations
 
-import official_env
 import pytest
 
-from storage_servers import S3_ACCESS_KEY, S3_BUCKET, S3_SECRET_KEY, MotoS3, unique_prefix
+from tests.helpers import official_env
+from tests.helpers.storage_servers import (
+    S3_ACCESS_KEY,
+    S3_BUCKET,
+    S3_SECRET_KEY,
+    MotoS3,
+    unique_prefix,
+)
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(official_env.BUILD_TIMEOUT + 600)]
 

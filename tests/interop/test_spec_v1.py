@@ -5,7 +5,7 @@
 (b) ours upgrades such a repository to spec 2: the result is the one the
     official upgrade produces (same ``repo`` content, same files), both
     packages read it alike and both can keep committing on it;
-(c) ours upgrades the shared ``spec_v1`` fixture and the official package
+(c) ours upgrades the ``spec_v1`` fixture (``tests/data/fixtures``) and the official package
     reads and extends it.
 """
 
@@ -15,12 +15,13 @@ import dataclasses
 import shutil
 from pathlib import Path
 
-import official_env
 import pytest
-from test_interop import INITIAL_SNAPSHOT, assert_same_dump, check_ancestry
 
 from icechunk.format.repo_info import decode_repo_info
 from icechunk.format.values import decode_flexbuffer
+from tests.helpers import official_env
+from tests.helpers.paths import FIXTURES
+from tests.interop.test_interop import INITIAL_SNAPSHOT, assert_same_dump, check_ancestry
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(official_env.BUILD_TIMEOUT + 900)]
 
@@ -32,7 +33,7 @@ COMMIT = SCENARIOS / "commit_generic.py"
 
 # names looked up as tags and as branches by dump_repo.py
 PROBES = ("doomed", "gone-too", "scratch", "never-existed")
-V1_FIXTURE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "spec_v1" / "repo"
+V1_FIXTURE = FIXTURES / "spec_v1" / "repo"
 
 
 @pytest.fixture(scope="module")
@@ -229,10 +230,9 @@ def test_official_upgrade_ours_commits(v1_repo, run_ours, run_official, tmp_path
 
 
 # --------------------------------------------------------------------------
-# (c) upgrading the shared fixture
+# (c) upgrading the spec_v1 fixture
 
 
-@pytest.mark.skipif(not V1_FIXTURE.is_dir(), reason="shared spec_v1 fixture missing")
 def test_ours_upgrades_fixture_official_reads(run_ours, run_official, tmp_path):
     copy = copy_repo(V1_FIXTURE, tmp_path / "repo")
     probes = ("gone", "never-existed")

@@ -62,7 +62,8 @@ def _layout(spec: Spec) -> _Layout:
 
 def field_offset(spec: Spec, slot: int) -> int:
     """Where a table of this spec stores ``slot``, in bytes from the table start."""
-    return struct.unpack_from("<H", _layout(spec).vtable, 4 + 2 * slot)[0]
+    offset: int = struct.unpack_from("<H", _layout(spec).vtable, 4 + 2 * slot)[0]
+    return offset
 
 
 class FlatWriter:
@@ -116,6 +117,7 @@ class FlatWriter:
         return tuple(pos + link for link in layout.links)
 
     def string(self, text: str, at: int) -> None:
+        """A string (UTF-8, NUL-terminated) that the offset field at ``at`` points to."""
         raw = text.encode("utf-8")
         self._pad(4)
         self._link(at)
@@ -124,12 +126,14 @@ class FlatWriter:
         self.buf += b"\0"
 
     def bytes_vector(self, raw: bytes, at: int) -> None:
+        """A ``[uint8]`` vector that the offset field at ``at`` points to."""
         self._pad(4)
         self._link(at)
         self.buf += struct.pack("<I", len(raw))
         self.buf += raw
 
     def scalar_vector(self, kind: str, values: Sequence[int], at: int) -> None:
+        """A vector of scalars of struct code ``kind`` that the field at ``at`` points to."""
         self._pad(max(4, _SIZES[kind]), 4)
         self._link(at)
         self.buf += struct.pack(f"<I{len(values)}{kind}", len(values), *values)
@@ -174,4 +178,5 @@ class FlatWriter:
         return start
 
     def finish(self) -> bytes:
+        """The finished flatbuffer."""
         return bytes(self.buf)

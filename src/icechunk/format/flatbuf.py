@@ -1,15 +1,16 @@
 """Minimal flatbuffers access: a bounds-checked table reader and builder helpers.
 
-The schema lives in the per-file modules as field ids (see FORMAT.md); we do
-not generate code. Reading is done lazily from the buffer, so large manifests
-can be searched without decoding every chunk reference.
+The per-file modules address fields by their ids in the tables of the Icechunk
+spec, version 2; ``schema/*.fbs`` writes those tables down (the tests compile it
+with flatc as an oracle), but no generated code runs here. Reading is done lazily
+from the buffer, so large manifests can be searched without decoding every chunk
+reference.
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import flatbuffers
 
@@ -20,7 +21,7 @@ _u16 = struct.Struct("<H").unpack_from
 _u32 = struct.Struct("<I").unpack_from
 _i32 = struct.Struct("<i").unpack_from
 _u64 = struct.Struct("<Q").unpack_from
-_SCALARS: dict[str, Callable[..., tuple[Any, ...]]] = {
+_SCALARS: dict[str, Callable[[bytes, int], tuple[int, ...]]] = {
     "u8": _u8,
     "u16": _u16,
     "u32": _u32,
@@ -34,7 +35,19 @@ class FlatbufferError(ValueError):
 
 
 class Table:
-    """A view of one flatbuffers table inside ``buf`` at ``pos``."""
+    """A view of one flatbuffers table inside ``buf`` at ``pos``.
+
+    Fields are addressed by their id (their position in the schema's table). Absent
+    optional fields read as None (or the given default); the ``required_*`` accessors
+    raise :class:`FlatbufferError` instead.
+
+    Parameters
+    ----------
+    buf
+        The whole flatbuffer.
+    pos
+        The table's position in ``buf``.
+    """
 
     __slots__ = ("buf", "pos", "_vt", "_vtlen")
 
@@ -51,6 +64,7 @@ class Table:
 
     @classmethod
     def root(cls, buf: bytes) -> Table:
+        """The root table of the flatbuffer ``buf``."""
         if len(buf) < 8:
             raise FlatbufferError("buffer too short")
         return cls(buf, _u32(buf, 0)[0])
@@ -64,9 +78,11 @@ class Table:
         return self.pos + rel if rel else 0
 
     def has(self, field_id: int) -> bool:
+        """Whether the field is present."""
         return self._field(field_id) != 0
 
-    def scalar(self, field_id: int, kind: str, default: Any = 0) -> Any:
+    def scalar(self, field_id: int, kind: str, default: int = 0) -> int:
+        """A scalar field; ``kind`` is ``"u8"``, ``"u16"``, ``"u32"``, ``"i32"`` or ``"u64"``."""
         p = self._field(field_id)
         return _SCALARS[kind](self.buf, p)[0] if p else default
 
@@ -75,10 +91,12 @@ class Table:
         return p + _u32(self.buf, p)[0] if p else 0
 
     def table(self, field_id: int) -> Table | None:
+        """A sub-table field (or a union's table), None if absent."""
         p = self._indirect(field_id)
         return Table(self.buf, p) if p else None
 
     def required_table(self, field_id: int, name: str) -> Table:
+        """A sub-table field that must be present (``name`` is for the error)."""
         t = self.table(field_id)
         if t is None:
             raise FlatbufferError(f"required field {name!r} is missing")
@@ -92,6 +110,7 @@ class Table:
         return p + 4, n
 
     def string(self, field_id: int) -> str | None:
+        """A string field, decoded from UTF-8; None if absent."""
         v = self._vector(field_id)
         if v is None:
             return None
@@ -101,12 +120,14 @@ class Table:
         return bytes(self.buf[start : start + n]).decode("utf-8")
 
     def required_string(self, field_id: int, name: str) -> str:
+        """A string field that must be present (``name`` is for the error)."""
         s = self.string(field_id)
         if s is None:
             raise FlatbufferError(f"required field {name!r} is missing")
         return s
 
     def byte_vector(self, field_id: int) -> bytes | None:
+        """A ``[uint8]`` field as bytes; None if absent."""
         v = self._vector(field_id)
         if v is None:
             return None
@@ -136,6 +157,7 @@ class Table:
         return [bytes(buf[start + i * size : start + (i + 1) * size]) for i in range(n)]
 
     def scalar_vector(self, field_id: int, kind: str) -> list[int] | None:
+        """A vector of unsigned integers (``"u8"`` ... ``"u64"``); None if absent."""
         v = self._vector(field_id)
         if v is None:
             return None
@@ -147,6 +169,7 @@ class Table:
         return list(struct.unpack_from(f"<{n}{fmt}", self.buf, start))
 
     def vector_len(self, field_id: int) -> int:
+        """The length of a vector field (0 if absent)."""
         v = self._vector(field_id)
         return v[1] if v else 0
 
@@ -158,6 +181,7 @@ class Table:
         return Table(self.buf, p + _u32(self.buf, p)[0])
 
     def tables(self, field_id: int) -> list[Table] | None:
+        """Every table of a vector of tables; None if absent."""
         v = self._vector(field_id)
         if v is None:
             return None
@@ -172,6 +196,7 @@ class Table:
         return out
 
     def required_tables(self, field_id: int, name: str) -> list[Table]:
+        """A vector of tables that must be present (``name`` is for the error)."""
         t = self.tables(field_id)
         if t is None:
             raise FlatbufferError(f"required field {name!r} is missing")
@@ -183,10 +208,12 @@ class Table:
 
 
 def new_builder(size: int = 1024) -> flatbuffers.Builder:
+    """A back-to-front flatbuffers builder with an initial buffer of ``size`` bytes."""
     return flatbuffers.Builder(size)
 
 
 def finish(builder: flatbuffers.Builder, root: int) -> bytes:
+    """Finish the buffer on table ``root`` with the ``Ichk`` identifier; return its bytes."""
     builder.Finish(root, file_identifier=FILE_IDENTIFIER)
     return bytes(builder.Output())
 
@@ -204,6 +231,7 @@ def struct_vector(
 
 
 def offset_vector(builder: flatbuffers.Builder, offsets: Sequence[int]) -> int:
+    """A vector of references to already written tables or strings."""
     builder.StartVector(4, len(offsets), 4)
     for off in reversed(offsets):
         builder.PrependUOffsetTRelative(off)
@@ -211,6 +239,7 @@ def offset_vector(builder: flatbuffers.Builder, offsets: Sequence[int]) -> int:
 
 
 def scalar_vector(builder: flatbuffers.Builder, values: Sequence[int], kind: str) -> int:
+    """A vector of unsigned integers of ``kind`` (``"u8"`` ... ``"u64"``)."""
     fmt = {"u8": "B", "u16": "H", "u32": "I", "u64": "Q"}[kind]
     size = struct.calcsize(fmt)
     builder.StartVector(size, len(values), size)

@@ -1,4 +1,9 @@
-"""The 39-byte header and zstd payload shared by every metadata file."""
+"""The 39-byte header and zstd payload shared by every metadata file.
+
+Layout (the Icechunk spec, version 2, "Binary File Format"): 12 bytes of magic
+(``ICE🧊CHUNK`` in UTF-8), 24 bytes naming the writer (space padded), then one byte
+each for the spec version, the file type and the compression (1 = zstd).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,8 @@ DEFAULT_COMPRESSION_LEVEL = 3
 
 
 class FileType(enum.IntEnum):
+    """The file type byte of the header."""
+
     SNAPSHOT = 1
     MANIFEST = 2
     ATTRIBUTES = 3

@@ -97,10 +97,12 @@ def decode_ids12(texts: list[str]) -> np.ndarray:
 
 
 def id12_to_bytes(text: str) -> bytes:
+    """The 12 raw bytes of a snapshot, manifest or chunk id given as text."""
     return decode_base32(text, ID12_LEN)
 
 
 def id8_to_bytes(text: str) -> bytes:
+    """The 8 raw bytes of a node id given as text."""
     return decode_base32(text, ID8_LEN)
 
 

@@ -7,51 +7,44 @@ a million references costs one decompression, not a million Python objects.
 
 from __future__ import annotations
 
+import operator
 import random
 import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+import flatbuffers
 import zstandard
 
 from icechunk.exceptions import CorruptObjectError
 from icechunk.format import flatbuf as fb
+from icechunk.format.chunk_refs import (
+    ChunkCoords,
+    ChunkPayload,
+    InlineChunk,
+    NativeChunk,
+    VirtualChunk,
+)
 from icechunk.format.header import FileType, decode_file, encode_file
 from icechunk.format.ids import encode_base32, id8_to_bytes, id12_to_bytes
 from icechunk.format.manifest_writer import RefColumns, encode_manifest_payload
 
-_u32 = struct.Struct("<I").unpack_from
+__all__ = [
+    "DEFAULT_LOCATION_COMPRESSION",
+    "ChunkCoords",
+    "ChunkPayload",
+    "InlineChunk",
+    "LocationCompression",
+    "Manifest",
+    "NativeChunk",
+    "VirtualChunk",
+    "decode_manifest",
+    "encode_manifest",
+    "encode_manifest_columns",
+    "train_location_dictionary",
+]
 
-
-@dataclass(frozen=True, slots=True)
-class InlineChunk:
-    """Chunk bytes stored in the manifest itself."""
-
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class NativeChunk:
-    """Bytes ``[offset, offset+length)`` of the object ``chunks/<chunk_id>``."""
-
-    chunk_id: str
-    offset: int
-    length: int
-
-
-@dataclass(frozen=True, slots=True)
-class VirtualChunk:
-    """A byte range of an object outside the repository."""
-
-    location: str
-    offset: int
-    length: int
-    etag: str | None = None
-    last_modified: int | None = None  # seconds since the epoch
-
-
-ChunkPayload = InlineChunk | NativeChunk | VirtualChunk
-ChunkCoords = tuple[int, ...]
+_location = operator.attrgetter("location")
 
 
 class Manifest:
@@ -75,9 +68,11 @@ class Manifest:
 
     @property
     def node_ids(self) -> list[str]:
+        """The ids of the arrays with references here, in the file's (sorted) order."""
         return list(self._arrays)
 
     def num_refs(self, node_id: str | None = None) -> int:
+        """The number of references of one array, or of all of them."""
         if node_id is None:
             return sum(t.vector_len(1) for t in self._arrays.values())
         t = self._arrays.get(node_id)
@@ -110,6 +105,7 @@ class Manifest:
             yield tuple(ref.scalar_vector(0, "u32") or ()), self._payload(ref)
 
     def iter_coords(self, node_id: str) -> Iterator[ChunkCoords]:
+        """The coordinates of every reference of an array, in index order."""
         t = self._arrays.get(node_id)
         if t is None:
             return
@@ -155,6 +151,13 @@ class Manifest:
 
 
 def decode_manifest(data: bytes, expected_id: str) -> Manifest:
+    """Open the manifest file ``data``, which must hold the manifest ``expected_id``.
+
+    Raises
+    ------
+    CorruptObjectError
+        If the header, the flatbuffer or the id is wrong.
+    """
     what = f"manifest {expected_id}"
     _, payload = decode_file(data, FileType.MANIFEST, what)
     try:
@@ -169,7 +172,23 @@ def decode_manifest(data: bytes, expected_id: str) -> Manifest:
 
 @dataclass(frozen=True, slots=True)
 class LocationCompression:
-    """How virtual locations are compressed (the official defaults; see FORMAT.md)."""
+    """How virtual locations are compressed (the official defaults).
+
+    Manifests with enough virtual references store each location as a zstd frame
+    compressed with a dictionary trained on a sample of them (``compressed_location``
+    and ``location_dictionary`` in the Icechunk spec, version 2).
+
+    Parameters
+    ----------
+    min_num_chunks
+        Compress only manifests with at least this many references, as many virtual.
+    max_training_samples
+        At most this many locations train the dictionary.
+    max_dict_size
+        The dictionary's size in bytes.
+    level
+        The zstd level of each location frame.
+    """
 
     min_num_chunks: int = 1000
     max_training_samples: int = 100
@@ -216,7 +235,7 @@ def train_location_dictionary(
         sample = random.sample(locations, config.max_training_samples)
     else:
         sample = list(locations)
-    samples = [loc.encode("utf-8") for loc in sample]
+    samples: list[bytes | bytearray | memoryview] = [loc.encode("utf-8") for loc in sample]
     if sum(1 for s in samples if len(s) < 8) >= len(samples) // 2:
         return None
     total = sum(map(len, samples))
@@ -287,7 +306,7 @@ def encode_manifest_columns(
     """A manifest of one array given as columns: all references virtual, or none virtual."""
     dictionary = compress = None
     if refs.payloads and type(refs.payloads[0]) is VirtualChunk:
-        locations = [p.location for p in refs.payloads]  # type: ignore[attr-defined]
+        locations: list[str] = list(map(_location, refs.payloads))
         dictionary, compress = _location_dictionary(len(locations), locations, location_compression)
     payload = encode_manifest_payload(
         manifest_id, [(node_id, refs)], dictionary=dictionary, compress=compress
@@ -317,7 +336,7 @@ def _one_kind(refs: Sequence[tuple[ChunkCoords, ChunkPayload]]) -> bool:
 
 
 def _encode_ref(
-    b: object,
+    b: flatbuffers.Builder,
     coords: ChunkCoords,
     payload: ChunkPayload,
     compress: Callable[[bytes], bytes] | None = None,

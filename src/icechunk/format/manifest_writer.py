@@ -1,4 +1,8 @@
-"""A vectorised manifest encoder for inline and native chunk references.
+"""A vectorised manifest encoder (``Manifest`` of the Icechunk spec, version 2).
+
+Each array of the manifest holds inline and native references, or only virtual ones
+(the generic builder in :mod:`icechunk.format.manifest` writes arrays that mix virtual
+references with others).
 
 The generic flatbuffers builder costs tens of Python calls per chunk reference.
 Manifests have a fixed shape, so this writer computes the layout with numpy and
@@ -21,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from icechunk.exceptions import InvalidInputError
+from icechunk.format.chunk_refs import ChunkCoords, ChunkPayload, InlineChunk, VirtualChunk
 from icechunk.format.flatbuf import FILE_IDENTIFIER
 from icechunk.format.ids import decode_ids12, id8_to_bytes, id12_to_bytes
 
@@ -91,7 +96,10 @@ class VirtualRecords:
     modified: np.ndarray  # u32 seconds, 0 for none
 
     @classmethod
-    def of(cls, payloads: Sequence[object], location_bytes: LocationEncoder) -> VirtualRecords:
+    def of(
+        cls, payloads: Sequence[ChunkPayload], location_bytes: LocationEncoder
+    ) -> VirtualRecords:
+        """The columns of ``payloads`` (all :class:`VirtualChunk`)."""
         n = len(payloads)
         locations = list(map(location_bytes, map(_location, payloads)))
         nul = location_bytes.nul
@@ -127,10 +135,11 @@ class VirtualRecords:
 
 
 def _align4(n: np.ndarray) -> np.ndarray:
-    return n + (-n) % 4
+    aligned: np.ndarray = n + (-n) % 4
+    return aligned
 
 
-Ref = tuple[tuple[int, ...], object]
+Ref = tuple[ChunkCoords, ChunkPayload]
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,10 +147,11 @@ class RefColumns:
     """One array's references as columns: coordinates and payloads, sorted by coordinates."""
 
     coords: np.ndarray  # (n, ndim) integers
-    payloads: Sequence[object]  # InlineChunk / NativeChunk, one per row of coords
+    payloads: Sequence[ChunkPayload]  # one per row of coords
 
     @classmethod
     def from_pairs(cls, refs: Sequence[Ref]) -> RefColumns:
+        """The columns of ``(coords, payload)`` pairs."""
         n = len(refs)
         ndim = len(refs[0][0]) if n else 0
         flat = itertools.chain.from_iterable([c for c, _ in refs])
@@ -162,7 +172,7 @@ class _Columns:
     coords: np.ndarray  # (n, ndim)
     inline: np.ndarray  # (n,) bool
     datas: list[bytes]  # inline payloads, in order
-    native: list[object]  # native payloads, in order
+    native: list[ChunkPayload]  # native payloads, in order
     virtual: VirtualRecords | None = None  # set when every reference is virtual
     table: int = 0  # absolute position of the array table
     positions: np.ndarray | None = None  # absolute record positions
@@ -172,8 +182,6 @@ class _Columns:
 def _columns(
     node_id: str, refs: Sequence[Ref] | RefColumns, location_bytes: LocationEncoder
 ) -> _Columns:
-    from icechunk.format.manifest import InlineChunk, VirtualChunk  # the payload classes
-
     cols = refs if isinstance(refs, RefColumns) else RefColumns.from_pairs(refs)
     n, ndim = cols.coords.shape
     if cols.coords.size and (cols.coords.min() < 0 or cols.coords.max() >= 2**32):
@@ -372,8 +380,10 @@ def _records(out: np.ndarray, col: _Columns) -> tuple[np.ndarray, np.ndarray]:
 
 def _fill_uniform_inline(out: np.ndarray, col: _Columns, vtable: int, length: int) -> None:
     block, words = _records(out, col)
+    positions = col.positions
+    assert positions is not None
     ndim = col.ndim
-    words[:, 0] = col.positions - vtable
+    words[:, 0] = positions - vtable
     words[:, 1] = 8
     words[:, 2] = _INLINE_HEAD + 4 + 4 * ndim - 8
     words[:, 3] = ndim
@@ -389,7 +399,9 @@ def _fill_uniform_native(out: np.ndarray, col: _Columns, vtable: int) -> None:
     quads = block.view("<u8")
     refs = col.native
     k = len(refs)
-    words[:, 0] = col.positions - vtable
+    positions = col.positions
+    assert positions is not None
+    words[:, 0] = positions - vtable
     words[:, 1] = _NATIVE_HEAD - 4
     quads[:, 1] = np.fromiter(map(_length, refs), dtype=np.uint64, count=k)
     quads[:, 2] = np.fromiter(map(_offset, refs), dtype=np.uint64, count=k)

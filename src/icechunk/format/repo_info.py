@@ -1,4 +1,8 @@
-"""The repo info file (``repo``, spec 2): refs, snapshot list, ops log, config."""
+"""The repo info file (``repo``, spec 2): refs, snapshot list, ops log, config.
+
+The ``Repo`` table of the Icechunk spec, version 2 (2.1 adds the pruned ancestor
+transaction logs of a snapshot); ``schema/repo.fbs`` lists its fields.
+"""
 
 from __future__ import annotations
 
@@ -37,6 +41,8 @@ class UpdateKind(enum.IntEnum):
 
 
 class Availability(enum.IntEnum):
+    """``RepoAvailability``: whether the repository accepts reads and writes."""
+
     ONLINE = 0
     READ_ONLY = 1
     OFFLINE = 2
@@ -44,6 +50,18 @@ class Availability(enum.IntEnum):
 
 @dataclass(slots=True)
 class RepoStatus:
+    """The repository's availability, when it was set and why.
+
+    Attributes
+    ----------
+    availability
+        Online, read-only or offline.
+    set_at
+        Microseconds since the epoch.
+    reason
+        Free text explaining a limited availability, if any.
+    """
+
     availability: Availability = Availability.ONLINE
     set_at: int = 0  # microseconds since the epoch
     reason: str | None = None
@@ -61,6 +79,21 @@ class Update:
 
 @dataclass(slots=True)
 class SnapshotEntry:
+    """What the repo info file records of one snapshot (``SnapshotInfo``).
+
+    Attributes
+    ----------
+    id, parent_id
+        Snapshot ids (no parent for the first snapshot).
+    flushed_at
+        Commit time, microseconds since the epoch.
+    message, metadata
+        The commit message and metadata.
+    pruned_ancestor_tx_logs
+        Spec 2.1: transaction logs of ancestors removed by expiration, oldest first;
+        None when nothing was expired.
+    """
+
     id: str
     parent_id: str | None
     flushed_at: int  # microseconds since the epoch
@@ -71,6 +104,30 @@ class SnapshotEntry:
 
 @dataclass(slots=True)
 class RepoInfo:
+    """The decoded repo info file.
+
+    Attributes
+    ----------
+    branches, tags
+        Ref name -> snapshot id.
+    deleted_tags
+        Names that can never be used for a tag again.
+    snapshots
+        Every snapshot of the repository, by id.
+    latest_updates
+        The ops log, newest first.
+    status, metadata
+        Repository availability and user metadata.
+    repo_before_updates
+        The backup holding older ops-log entries, if any.
+    config
+        The repository configuration as FlexBuffers bytes.
+    enabled_feature_flags, disabled_feature_flags
+        Feature flag ids set explicitly (None: not written).
+    spec_version
+        The repository's spec version.
+    """
+
     branches: dict[str, str]
     tags: dict[str, str]
     deleted_tags: set[str]
@@ -142,6 +199,13 @@ def _copy_list(values: list[int] | None) -> list[int] | None:
 
 
 def decode_repo_info(data: bytes) -> RepoInfo:
+    """Decode the ``repo`` file.
+
+    Raises
+    ------
+    CorruptObjectError
+        If the header or the flatbuffer is wrong.
+    """
     _, payload = decode_file(data, FileType.REPO_INFO, "repo info file 'repo'")
     try:
         return _decode(payload)

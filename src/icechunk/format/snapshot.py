@@ -1,10 +1,17 @@
-"""Snapshot files (``snapshots/<id>``): the node tree of one version of the repository."""
+"""Snapshot files (``snapshots/<id>``): the node tree of one version of the repository.
+
+The ``Snapshot`` table of the Icechunk spec, version 2 (``schema/snapshot.fbs``);
+spec 1 snapshots, which store shapes, parents and manifest lists differently, are read
+too.
+"""
 
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
 from typing import Any
+
+import flatbuffers
 
 from icechunk.exceptions import CorruptObjectError
 from icechunk.format import flatbuf as fb
@@ -24,11 +31,24 @@ class ManifestRef:
     extents: tuple[tuple[int, int], ...]  # per dimension [from, to)
 
     def contains(self, coords: tuple[int, ...]) -> bool:
+        """Whether the chunk at ``coords`` lies in this manifest's extents."""
         return all(lo <= c < hi for c, (lo, hi) in zip(coords, self.extents, strict=False))
 
 
 @dataclass(frozen=True, slots=True)
 class ArrayData:
+    """What a snapshot records of an array beyond its zarr.json.
+
+    Attributes
+    ----------
+    shape
+        Per dimension, (array length, number of chunks).
+    dimension_names
+        Per dimension, a name or None; None when no names are stored.
+    manifests
+        The manifests holding the array's chunk references.
+    """
+
     shape: tuple[tuple[int, int], ...]  # per dimension (array_length, num_chunks)
     dimension_names: tuple[str | None, ...] | None
     manifests: tuple[ManifestRef, ...]
@@ -36,6 +56,20 @@ class ArrayData:
 
 @dataclass(frozen=True, slots=True)
 class NodeSnapshot:
+    """One group or array of a snapshot.
+
+    Attributes
+    ----------
+    id
+        The node id (13 characters of base32), kept for the node's lifetime.
+    path
+        Absolute path, ``/`` for the root.
+    user_data
+        The node's zarr.json, byte for byte.
+    array
+        The array's data, None for groups.
+    """
+
     id: str
     path: str
     user_data: bytes  # the node's zarr.json, byte for byte
@@ -43,11 +77,14 @@ class NodeSnapshot:
 
     @property
     def is_array(self) -> bool:
+        """Whether the node is an array."""
         return self.array is not None
 
 
 @dataclass(frozen=True, slots=True)
 class ManifestFileInfo:
+    """A manifest file of a snapshot: id, stored size in bytes and number of references."""
+
     id: str
     size_bytes: int
     num_chunk_refs: int
@@ -55,6 +92,26 @@ class ManifestFileInfo:
 
 @dataclass(slots=True)
 class Snapshot:
+    """A decoded snapshot.
+
+    Attributes
+    ----------
+    id
+        The snapshot id.
+    nodes
+        Every node, by path.
+    flushed_at
+        Commit time, microseconds since the epoch.
+    message, metadata
+        The commit message and metadata.
+    manifest_files
+        Every manifest the snapshot's arrays use.
+    parent_id
+        Spec 1 only: the parent snapshot.
+    spec_version
+        The spec version of the file's header.
+    """
+
     id: str
     nodes: dict[str, NodeSnapshot]  # by path
     flushed_at: int  # microseconds since the epoch
@@ -67,6 +124,13 @@ class Snapshot:
 
 
 def decode_snapshot(data: bytes, expected_id: str | None = None) -> Snapshot:
+    """Decode a snapshot file (spec 1 or 2), checking its id if ``expected_id`` is given.
+
+    Raises
+    ------
+    CorruptObjectError
+        If the header, the flatbuffer or the id is wrong.
+    """
     what = f"snapshot {expected_id}" if expected_id else "snapshot"
     spec_version, payload = decode_file(data, FileType.SNAPSHOT, what)
     try:
@@ -224,7 +288,7 @@ def encode_snapshot(snap: Snapshot, *, compression_level: int = 3) -> bytes:
     return encode_file(FileType.SNAPSHOT, fb.finish(b, root), level=compression_level)
 
 
-def _encode_array(b: Any, array: ArrayData) -> int:
+def _encode_array(b: flatbuffers.Builder, array: ArrayData) -> int:
     names = None
     if array.dimension_names is not None:
         offs = []

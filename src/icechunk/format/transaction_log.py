@@ -1,4 +1,8 @@
-"""Transaction logs (``transactions/<snapshot id>``): what one commit changed."""
+"""Transaction logs (``transactions/<snapshot id>``): what one commit changed.
+
+The ``TransactionLog`` table of the Icechunk spec, version 2
+(``schema/transaction_log.fbs``).
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,18 @@ NODE_TYPE_ARRAY = 1
 
 @dataclass(frozen=True, slots=True)
 class MoveOperation:
+    """A node that changed path in the commit (spec 2).
+
+    Attributes
+    ----------
+    from_path, to_path
+        The node's path before and after.
+    node_id
+        The moved node.
+    node_type
+        ``NODE_TYPE_GROUP`` or ``NODE_TYPE_ARRAY``.
+    """
+
     from_path: str
     to_path: str
     node_id: str
@@ -28,6 +44,22 @@ class MoveOperation:
 
 @dataclass(slots=True)
 class TransactionLog:
+    """The changes of one commit, as sets of node ids and chunk coordinates.
+
+    Attributes
+    ----------
+    id
+        The id of the snapshot the commit created.
+    new_groups, new_arrays, deleted_groups, deleted_arrays
+        Nodes created or deleted.
+    updated_arrays, updated_groups
+        Nodes whose zarr.json changed.
+    updated_chunks
+        Per array, the coordinates of chunks written or deleted.
+    moved_nodes
+        Nodes that changed path.
+    """
+
     id: str
     new_groups: set[str] = field(default_factory=set)
     new_arrays: set[str] = field(default_factory=set)
@@ -51,6 +83,13 @@ _ID_LISTS = (
 
 
 def decode_transaction_log(data: bytes, expected_id: str) -> TransactionLog:
+    """Decode the transaction log of snapshot ``expected_id``.
+
+    Raises
+    ------
+    CorruptObjectError
+        If the header, the flatbuffer or the id is wrong.
+    """
     what = f"transaction log {expected_id}"
     _, payload = decode_file(data, FileType.TRANSACTION_LOG, what)
     try:
@@ -91,6 +130,7 @@ def _segment_key(path: str) -> tuple[str, ...]:
 
 
 def encode_transaction_log(log: TransactionLog, *, compression_level: int = 3) -> bytes:
+    """The transaction log file of ``log``: id lists sorted, chunks and moves in spec order."""
     if not log.moved_nodes:
         payload = _encode_without_moves(log)
         return encode_file(FileType.TRANSACTION_LOG, payload, level=compression_level)
@@ -185,7 +225,8 @@ def sorted_coords(coords: Collection[tuple[int, ...]]) -> np.ndarray:
     if first is None:
         return np.zeros((0, 0), dtype=np.int64)
     array = coords_array(coords, len(coords), len(first))
-    return array[lex_order(array)]
+    ordered: np.ndarray = array[lex_order(array)]
+    return ordered
 
 
 def _chunk_indices(chunks: Collection[tuple[int, ...]], start: int, vt_indices: int) -> bytes:

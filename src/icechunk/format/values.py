@@ -73,6 +73,7 @@ def encode_flexbuffer(value: Any, where: str = "metadata") -> bytes:
 
 
 def decode_flexbuffer(data: bytes) -> Any:
+    """One FlexBuffers value as plain Python (dict, list, str, numbers, bool, None)."""
     try:
         return _plain(flexbuffers.Loads(data))
     except Exception as err:  # the flexbuffers reader raises bare exceptions on bad input
@@ -80,6 +81,7 @@ def decode_flexbuffer(data: bytes) -> Any:
 
 
 def decode_msgpack(data: bytes) -> Any:
+    """One MessagePack value (spec 1 metadata) as plain Python."""
     try:
         return _plain(msgpack.unpackb(data, raw=False, strict_map_key=False))
     except Exception as err:

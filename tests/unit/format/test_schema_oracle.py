@@ -16,7 +16,6 @@ import json
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -62,7 +61,8 @@ from icechunk.format.transaction_log import (
     decode_transaction_log,
     encode_transaction_log,
 )
-from schema_oracle import (
+from tests.helpers.paths import FIXTURES  # noqa: E402
+from tests.helpers.schema_oracle import (
     Generated,
     compiled_schema,
     id_text,
@@ -74,8 +74,6 @@ from schema_oracle import (
     text,
     uints,
 )
-
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 
 
 @pytest.fixture(scope="module")

@@ -223,7 +223,8 @@ __all__ += ["ChunkStorageStats", "GCSummary", "InvalidTypeError", "ReadOnlyStora
 # Virtual chunks: references to byte ranges of objects outside the repository.
 from icechunk import credentials  # noqa: E402
 from icechunk._core.config import ManifestVirtualChunkLocationCompressionConfig  # noqa: E402
-from icechunk._virtual.resolver import VirtualChunkContainer, VirtualChunkSpec  # noqa: E402
+from icechunk._virtual.containers import VirtualChunkContainer  # noqa: E402
+from icechunk._virtual.refs import VirtualChunkSpec  # noqa: E402
 from icechunk.exceptions import (  # noqa: E402
     InvalidCredentialsError,
     InvalidVirtualRefError,

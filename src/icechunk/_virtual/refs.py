@@ -80,10 +80,6 @@ class VirtualChunkSpec:
     def index(self) -> list[int]:
         return list(self._index)
 
-    @property
-    def coords(self) -> tuple[int, ...]:
-        """The chunk's coordinates, as manifests key chunks."""
-        return tuple(self._index)
 
     @property
     def location(self) -> str:
@@ -104,6 +100,21 @@ class VirtualChunkSpec:
     @property
     def last_updated_at_checksum(self) -> datetime | None:
         return self._last_updated_at_checksum
+
+    def ref_parts(self) -> tuple[tuple[int, ...], str, int, int, str | None, datetime | None]:
+        """``(coords, location, offset, length, etag_checksum, last_updated_at_checksum)``.
+
+        The parts of the reference in one call (``set_virtual_refs`` takes many specs);
+        ``coords`` is the index as manifests key chunks, the rest as given.
+        """
+        return (
+            tuple(self._index),
+            self._location,
+            self._offset,
+            self._length,
+            self._etag_checksum,
+            self._last_updated_at_checksum,
+        )
 
     def __repr__(self) -> str:
         return (
@@ -201,13 +212,12 @@ def spec_to_ref(spec: VirtualChunkSpec) -> tuple[tuple[int, ...], VirtualChunk]:
             f"set_virtual_refs takes ic.VirtualChunkSpec objects, got {type(spec).__name__}"
         )
     # the spec checked its offset, length and checksum types when it was made
-    etag = spec.etag_checksum
-    modified = spec.last_updated_at_checksum
+    coords, location, offset, length, etag, modified = spec.ref_parts()
     chunk = VirtualChunk(
-        normalize_location(spec.location),
-        spec.offset,
-        spec.length,
+        normalize_location(location),
+        offset,
+        length,
         etag,
         None if etag is not None or modified is None else checksum_seconds(modified),
     )
-    return spec.coords, chunk
+    return coords, chunk

@@ -8,7 +8,7 @@ no-auth sentinels :data:`LocalFileSystemAccess` and :data:`HttpAccess`.
 
 from __future__ import annotations
 
-from icechunk.storage import credentials as _storage_credentials
+import icechunk.storage.credentials as _storage_credentials
 from icechunk.storage.credentials import *  # noqa: F403 - the names of its __all__
 from icechunk.storage.object_store_config import (
     AnyCredential,

@@ -8,6 +8,7 @@ so code written against the standard exception types keeps working.
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 
 class ErrorKind(enum.StrEnum):
@@ -127,13 +128,15 @@ class IcechunkError(Exception):
     def message(self) -> str:
         return str(self)
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[Any, ...]:
         # Subclasses take keyword-only arguments, which default exception pickling
         # loses: rebuild from the message and the instance attributes instead.
         return (_rebuild, (type(self), self.args, self.__dict__))
 
 
-def _rebuild(cls: type[IcechunkError], args: tuple, state: dict) -> IcechunkError:
+def _rebuild(
+    cls: type[IcechunkError], args: tuple[Any, ...], state: dict[str, Any]
+) -> IcechunkError:
     error = cls.__new__(cls)
     Exception.__init__(error, *args)
     error.__dict__.update(state)
@@ -285,7 +288,7 @@ class RebaseFailedError(ConflictError):
 
     kind = ErrorKind.REBASE_FAILED
 
-    def __init__(self, message: str, *, snapshot: str | None, conflicts: list) -> None:
+    def __init__(self, message: str, *, snapshot: str | None, conflicts: list[Any]) -> None:
         super().__init__(message, expected_parent=None, actual_parent=None)
         self.snapshot = snapshot
         self.conflicts = list(conflicts)

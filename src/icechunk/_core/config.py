@@ -379,7 +379,7 @@ class RepositoryConfig:
 
         A named container replaces any other container of the same name.
         """
-        from icechunk._virtual.resolver import VirtualChunkContainer
+        from icechunk._virtual.containers import VirtualChunkContainer
 
         if not isinstance(cont, VirtualChunkContainer):
             raise InvalidInputError(
@@ -510,7 +510,7 @@ class RepositoryConfig:
         cfg.storage = value.get("storage")
         containers = value.get("virtual_chunk_containers")
         if isinstance(containers, dict):
-            from icechunk._virtual.resolver import VirtualChunkContainer
+            from icechunk._virtual.containers import VirtualChunkContainer
 
             cfg.virtual_chunk_containers = {
                 str(prefix): VirtualChunkContainer.from_serde(cont)

@@ -25,12 +25,8 @@ from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 
 from icechunk._core.objects import resolve_range
 from icechunk._util.sync import check_off_zarr_loop, run
-from icechunk._virtual.resolver import (
-    VirtualChunkResolver,
-    VirtualChunkSpec,
-    make_virtual_chunk,
-    spec_to_ref,
-)
+from icechunk._virtual.refs import VirtualChunkSpec, make_virtual_chunk, spec_to_ref
+from icechunk._virtual.resolver import VirtualChunkResolver
 from icechunk.exceptions import InvalidInputError, ReadOnlyError
 from icechunk.format.manifest import ChunkCoords, VirtualChunk
 from icechunk.storage.base import ByteRange

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import os
-import random
 import re
 import sys
 import time
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING, TextIO
 from icechunk._core import keys
 from icechunk._core.history import ancestry
 from icechunk._maintenance.expiration import reparented
+from icechunk._util.backoff import Backoff
 from icechunk.exceptions import (
     GCDeletesFailingError,
     IcechunkError,
@@ -55,6 +55,8 @@ if TYPE_CHECKING:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DELETE_BATCH = 1000
 _MAX_RESTARTS = 20
+#: the wait before restart ``attempt`` (0-based): full jitter up to 0.05 s * 2**attempt, 2 s at most
+_RESTART_BACKOFF = Backoff(base_s=0.05, cap_s=2.0)
 _MAX_ERRORS_KEPT = 10
 _OBJECT_ID = re.compile(r"[0-9A-HJKMNP-TV-Z]{20}")  # other names are never deleted
 PHASES = ("snapshots", "transaction_logs", "manifests", "chunks")
@@ -509,7 +511,7 @@ async def garbage_collect(
             try:
                 return await _one_attempt(state, cutoff_us, dry_run, limits, progress)
             except _RestartGC:
-                await asyncio.sleep(random.uniform(0, min(2.0, 0.05 * 2**attempt)))
+                await _RESTART_BACKOFF.sleep(attempt)
         raise IcechunkError(
             f"garbage collection restarted {_MAX_RESTARTS} times: the repository keeps "
             "changing under it (commits on top of snapshots it wanted to drop)"

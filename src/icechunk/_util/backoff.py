@@ -1,4 +1,9 @@
-"""One retry backoff policy: exponential growth, capped, with full jitter."""
+"""The retry backoff policy: capped exponential growth with jitter.
+
+Every retry loop of the library (storage requests, commit rebases, repo info updates,
+garbage collection restarts) waits with a :class:`Backoff`, so the formula lives here only.
+Randomising the wait keeps many clients that failed together from retrying in lockstep.
+"""
 
 from __future__ import annotations
 
@@ -7,35 +12,47 @@ import random
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Backoff:
-    """How long to wait before retry number ``attempt`` (counting from 0).
+    """Waits before retries: ``ceiling(attempt) * uniform(min_fraction, 1)``.
 
-    The first ``free_attempts`` retries go at once; after that the wait is drawn uniformly
-    from ``[0, min(cap_s, base_s * 2**min(attempt, max_exponent))]`` ("full jitter"), which
-    keeps many clients that failed together from retrying in lockstep.
+    ``ceiling(attempt)`` is ``min(cap_s, base_s * 2**min(attempt, max_exponent))``, or 0
+    for the first ``free_attempts`` attempts (those retry at once). ``attempt`` counts
+    from 0, so ``base_s`` is the ceiling of the first non-free wait when there are no
+    free attempts. ``min_fraction`` 0 is "full jitter" (any wait up to the ceiling);
+    0.5 waits at least half of it.
     """
 
     base_s: float
     cap_s: float
     free_attempts: int = 0
     max_exponent: int = 40
+    min_fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.base_s < 0 or self.cap_s < 0:
+            raise ValueError(f"backoff durations must be >= 0, got {self.base_s}, {self.cap_s}")
+        if self.free_attempts < 0 or self.max_exponent < 0:
+            raise ValueError("free_attempts and max_exponent must be >= 0")
+        if not 0.0 <= self.min_fraction <= 1.0:
+            raise ValueError(f"min_fraction must be in [0, 1], got {self.min_fraction}")
 
     def ceiling(self, attempt: int) -> float:
-        """The longest wait before retry ``attempt`` (0 for the free ones)."""
+        """The longest wait before attempt ``attempt`` (0 for a free attempt)."""
         if attempt < self.free_attempts:
             return 0.0
-        return min(self.cap_s, self.base_s * 2 ** min(attempt, self.max_exponent))
+        return min(self.cap_s, self.base_s * 2.0 ** min(attempt, self.max_exponent))
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
-        """A random wait in ``[0, ceiling(attempt)]``."""
-        ceiling = self.ceiling(attempt)
-        if ceiling <= 0.0:
-            return 0.0
-        return (rng or random).uniform(0.0, ceiling)
+        """A random wait in seconds before attempt ``attempt``.
 
-    async def sleep(self, attempt: int) -> None:
-        """Wait before retry ``attempt``."""
-        wait = self.delay(attempt)
-        if wait > 0.0:
-            await asyncio.sleep(wait)
+        ``rng`` (default: the ``random`` module) is only drawn from for non-free attempts.
+        """
+        if attempt < self.free_attempts:
+            return 0.0
+        uniform = rng.uniform if rng is not None else random.uniform
+        return self.ceiling(attempt) * uniform(self.min_fraction, 1.0)
+
+    async def sleep(self, attempt: int, rng: random.Random | None = None) -> None:
+        """Wait :meth:`delay` seconds; a zero wait still yields to the event loop once."""
+        await asyncio.sleep(self.delay(attempt, rng))

@@ -30,6 +30,7 @@ those errors. This module turns them into the :class:`Storage` interface:
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import functools
 import os
@@ -37,10 +38,8 @@ import threading
 import warnings
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
-from datetime import datetime
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from icechunk.exceptions import (
     IcechunkError,
@@ -49,6 +48,13 @@ from icechunk.exceptions import (
     PreconditionFailedError,
     ReadOnlyError,
     StorageError,
+)
+from icechunk.storage._clients import (
+    ClientHandle,
+    LoopState,
+    close_all,
+    on_fork_in_child,
+    spawn_close,
 )
 from icechunk.storage.base import ByteRange, ObjectInfo, Storage, Version
 from icechunk.storage.credentials import expired
@@ -73,24 +79,28 @@ class FailureKind(Enum):
     OTHER = "other"
 
 
-@dataclass
-class ClientHandle:
-    """A live client, how to close it, and when its credentials run out."""
+class RangeRequest(NamedTuple):
+    """The arguments of :meth:`RemoteStorage.get_if_unchanged`, for a backend's attempt."""
 
-    client: Any
-    close: Callable[[], Awaitable[Any]]
-    expires_at: datetime | None = None
-    #: Best-effort synchronous release, for clients whose event loop is closed.
-    abandon: Callable[[], None] | None = None
+    key: str
+    start: int
+    end: int
+    etag: str | None
+    last_modified: int | None
+
+    @property
+    def range_header(self) -> str:
+        return f"bytes={self.start}-{self.end - 1}"
 
 
-@dataclass
-class _LoopState:
-    semaphore: asyncio.Semaphore
-    lock: asyncio.Lock
-    handle: ClientHandle | None = None
-    #: Clients replaced after their credentials expired, closed after a grace period.
-    retired: list[ClientHandle] = field(default_factory=list)
+class RangeRead(NamedTuple):
+    """What one ranged read of :meth:`RemoteStorage.get_if_unchanged` returned."""
+
+    data: bytes
+    etag: str | None
+    #: as the server reports it: a datetime, an HTTP date string, or None
+    last_modified: Any
+    refused: bool = False  # the server answered 412 to the conditional read
 
 
 def validate_range(byte_range: ByteRange) -> tuple[int, int | None, int | None]:
@@ -115,60 +125,6 @@ def _as_bytes(data: bytes | bytearray | memoryview) -> bytes:
     return data if isinstance(data, bytes) else bytes(data)
 
 
-def _close_all(states: dict[asyncio.AbstractEventLoop, _LoopState]) -> None:
-    """Release every client in ``states`` (a storage was garbage collected or closed)."""
-    for loop, state in list(states.items()):
-        handles = [h for h in (state.handle, *state.retired) if h is not None]
-        state.handle = None
-        state.retired.clear()
-        for handle in handles:
-            _release(loop, handle)
-    states.clear()
-
-
-def _release(loop: asyncio.AbstractEventLoop, handle: ClientHandle) -> None:
-    """Close ``handle`` on its loop: wait for it if the loop runs elsewhere, else drop it."""
-    try:
-        if loop.is_closed() or not loop.is_running():
-            raise RuntimeError("loop not running")
-        try:
-            current = asyncio.get_running_loop()
-        except RuntimeError:
-            current = None
-        if current is loop:  # called from the loop itself: cannot block, schedule
-            _spawn_close(loop, handle)
-            return
-        asyncio.run_coroutine_threadsafe(_quiet_close(handle), loop).result(timeout=2)
-    except Exception:
-        if handle.abandon is not None:
-            with contextlib.suppress(Exception):
-                handle.abandon()
-
-
-async def _quiet_close(handle: ClientHandle) -> None:
-    with contextlib.suppress(Exception):
-        await handle.close()
-
-
-def _spawn_close(loop: asyncio.AbstractEventLoop, handle: ClientHandle) -> None:
-    task = loop.create_task(_quiet_close(handle))
-    _PENDING_CLOSES.add(task)
-    task.add_done_callback(_PENDING_CLOSES.discard)
-
-
-_PENDING_CLOSES: set[asyncio.Task[Any]] = set()
-# by id: storages hash by their location, which subclasses set after _init_runtime
-_INSTANCES: weakref.WeakValueDictionary[int, RemoteStorage] = weakref.WeakValueDictionary()
-
-
-def _after_fork_in_child() -> None:
-    _PENDING_CLOSES.clear()
-    for storage in list(_INSTANCES.values()):
-        storage._forget_clients()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 _PROGRAMMING_ERRORS = (NameError, TypeError, AttributeError, AssertionError, ImportError)
 
 
@@ -202,12 +158,12 @@ class RemoteStorage(Storage):
     _RUNTIME = ("_states", "_states_lock", "_finalizer", "_pid", "_warned")
 
     def _init_runtime(self) -> None:
-        self._states: dict[asyncio.AbstractEventLoop, _LoopState] = {}
+        self._states: dict[asyncio.AbstractEventLoop, LoopState] = {}
         self._states_lock = threading.Lock()
-        self._finalizer = weakref.finalize(self, _close_all, self._states)
+        self._finalizer = weakref.finalize(self, close_all, self._states)
         self._pid = os.getpid()
         self._warned = False
-        _INSTANCES[id(self)] = self
+        on_fork_in_child(id(self), self._forget_clients)
 
     def _forget_clients(self) -> None:
         """In a forked child: the parent's clients and connections are not ours to use."""
@@ -219,7 +175,7 @@ class RemoteStorage(Storage):
                         handle.abandon()
         self._states = {}
         self._states_lock = threading.Lock()
-        self._finalizer = weakref.finalize(self, _close_all, self._states)
+        self._finalizer = weakref.finalize(self, close_all, self._states)
         self._pid = os.getpid()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -248,11 +204,12 @@ class RemoteStorage(Storage):
         max_concurrent_requests: int | None = None,
     ) -> RemoteStorage:
         """A copy of this storage with ``settings`` merged over its own (same location)."""
-        clone = object.__new__(type(self))
-        clone.__setstate__(self.__getstate__())
-        clone._settings = self._settings.merge(settings)
+        state = self.__getstate__()
+        state["_settings"] = self._settings.merge(settings)
         if max_concurrent_requests is not None:
-            clone._max_concurrent_requests = max_concurrent_requests
+            state["_max_concurrent_requests"] = max_concurrent_requests
+        clone = object.__new__(type(self))
+        clone.__setstate__(state)  # a copy of the configuration, with clients of its own
         return clone
 
     async def close(self) -> None:
@@ -265,7 +222,7 @@ class RemoteStorage(Storage):
         except RuntimeError:
             loop = None
         mine = states.pop(loop, None) if loop is not None else None
-        _close_all(states)
+        close_all(states)
         if mine is not None:
             handles = [h for h in (mine.handle, *mine.retired) if h is not None]
             mine.handle = None
@@ -274,7 +231,7 @@ class RemoteStorage(Storage):
                 with contextlib.suppress(Exception):
                     await handle.close()
 
-    def _loop_state(self) -> _LoopState:
+    def _loop_state(self) -> LoopState:
         loop = asyncio.get_running_loop()
         state = self._states.get(loop)
         if state is not None:
@@ -285,12 +242,12 @@ class RemoteStorage(Storage):
                 del self._states[lp]
             state = self._states.get(loop)
             if state is None:
-                state = _LoopState(asyncio.Semaphore(self._max_concurrent_requests), asyncio.Lock())
+                state = LoopState(asyncio.Semaphore(self._max_concurrent_requests), asyncio.Lock())
                 self._states[loop] = state
-        _close_all(dead)
+        close_all(dead)
         return state
 
-    async def _client_handle(self, state: _LoopState) -> ClientHandle:
+    async def _client_handle(self, state: LoopState) -> ClientHandle:
         handle = state.handle
         if handle is not None and not expired(handle.expires_at):
             return handle
@@ -307,10 +264,10 @@ class RemoteStorage(Storage):
         return fresh
 
     @staticmethod
-    def _close_retired(state: _LoopState, handle: ClientHandle) -> None:
+    def _close_retired(state: LoopState, handle: ClientHandle) -> None:
         if handle in state.retired:
             state.retired.remove(handle)
-            _spawn_close(asyncio.get_running_loop(), handle)
+            spawn_close(asyncio.get_running_loop(), handle)
 
     # -- what a backend implements ---------------------------------------------------------
 
@@ -354,6 +311,10 @@ class RemoteStorage(Storage):
         raise NotImplementedError
 
     async def _delete_batch(self, client: Any, keys: list[str]) -> None:
+        raise NotImplementedError
+
+    async def _read_if_unchanged(self, client: Any, want: RangeRequest) -> RangeRead:
+        """One attempt of :meth:`get_if_unchanged`."""
         raise NotImplementedError
 
     async def _write_large(self, key: str, data: bytes) -> None:
@@ -453,6 +414,31 @@ class RemoteStorage(Storage):
         self, key: str, start: int, end: int | None, suffix: int | None, client: Any
     ) -> bytes:
         return await self._read(client, key, start, end, suffix)
+
+    async def get_if_unchanged(
+        self,
+        key: str,
+        start: int,
+        end: int,
+        etag: str | None = None,
+        last_modified: int | None = None,
+        *,
+        action: str = "read",
+    ) -> RangeRead:
+        """Bytes ``[start, end)`` of ``key`` and its version as the server reports it.
+
+        The read is conditional on the object still having ``etag`` (else on not being
+        modified after ``last_modified``, in seconds) where the backend can make it so:
+        S3 fails it with ``PreconditionFailedError``, HTTP servers answer
+        ``refused=True``; GCS reads unconditionally and the caller compares the versions
+        returned. One operation, retried like the others; ``action`` names it in errors.
+        """
+        want = RangeRequest(key, start, end, etag, last_modified)
+
+        async def attempt(client: Any) -> RangeRead:
+            return await self._read_if_unchanged(client, want)
+
+        return await self._retrying(action, key, attempt)
 
     async def get_with_version(self, key: str) -> tuple[bytes, Version]:
         _check_key(key)
@@ -608,7 +594,9 @@ class RemoteStorage(Storage):
             if token is None:
                 return
 
-    async def _list_fn(self, prefix: str, token: Any, client: Any) -> tuple[list[ObjectInfo], Any]:
+    async def _list_fn(
+        self, prefix: str, token: Any, client: Any
+    ) -> tuple[builtins.list[ObjectInfo], Any]:
         return await self._list_page(client, prefix, token)
 
     async def delete(self, keys: Iterable[str]) -> None:
@@ -627,57 +615,5 @@ class RemoteStorage(Storage):
             )
         )
 
-    async def _delete_fn(self, keys: list[str], client: Any) -> None:
+    async def _delete_fn(self, keys: builtins.list[str], client: Any) -> None:
         await self._delete_batch(client, keys)
-
-
-def range_header(start: int, end: int | None, suffix: int | None) -> str | None:
-    """The HTTP ``Range`` value for a validated range (``None``: the whole object)."""
-    if suffix is not None:
-        return f"bytes=-{suffix}"
-    if end is not None:
-        return f"bytes={start}-{end - 1}"
-    if start:
-        return f"bytes={start}-"
-    return None
-
-
-class BucketStorage(RemoteStorage):
-    """Base of the object-store backends: a repository under a prefix of a bucket.
-
-    Subclasses set ``_bucket``, ``_prefix`` and ``_key_base`` (what keys are stored
-    under) and define ``_ident`` (what makes two storages the same location).
-    """
-
-    _bucket: str
-    _prefix: str
-    _key_base: str
-
-    @staticmethod
-    def _check_location(bucket: object, prefix: object) -> None:
-        if not isinstance(bucket, str) or not bucket or "/" in bucket:
-            raise InvalidInputError(f"bucket must be a bucket name, got {bucket!r}")
-        if prefix is not None and not isinstance(prefix, str):
-            raise InvalidInputError(f"prefix must be a str or None, got {prefix!r}")
-
-    @property
-    def bucket(self) -> str:
-        return self._bucket
-
-    @property
-    def prefix(self) -> str:
-        return self._prefix
-
-    def _ident(self) -> tuple[Any, ...]:
-        raise NotImplementedError
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, BucketStorage):
-            return NotImplemented
-        return self._ident() == other._ident()
-
-    def __hash__(self) -> int:
-        return hash(self._ident())
-
-    def _full(self, key: str) -> str:
-        return self._key_base + key

@@ -166,7 +166,7 @@ def canonical_query(params: dict[str, str]) -> str:
 # -- checksums --------------------------------------------------------------------------------
 
 
-def checksum_header(algorithm: str, data: bytes) -> tuple[str, str] | None:
+def checksum_header(algorithm: str, data: bytes | bytearray | memoryview) -> tuple[str, str] | None:
     """``(header, value)`` of an ``x-amz-checksum-*`` header, or None if not computable here."""
     if algorithm == "CRC32":
         digest = zlib.crc32(data).to_bytes(4, "big")
@@ -573,6 +573,7 @@ class HttpPool:
             return conn.progress, pending
 
         seen = state()
+        timer: asyncio.TimerHandle
 
         def check() -> None:
             nonlocal seen, timer
@@ -822,7 +823,8 @@ class LeanS3Client:
                 headers["If-None-Match"] = params["IfNoneMatch"]
             answer = await self._send("GetObject", "GET", params["Key"], headers, idempotent=True)
         except _Delegate:
-            return await (await self.full_client()).get_object(**params)
+            delegated: dict[str, Any] = await (await self.full_client()).get_object(**params)
+            return delegated
         return _result(answer, Body=_Body(bytes(answer.body)))
 
     async def head_object(self, **params: Any) -> dict[str, Any]:
@@ -834,7 +836,8 @@ class LeanS3Client:
                 headers["If-None-Match"] = params["IfNoneMatch"]
             answer = await self._send("HeadObject", "HEAD", params["Key"], headers, idempotent=True)
         except _Delegate:
-            return await (await self.full_client()).head_object(**params)
+            delegated: dict[str, Any] = await (await self.full_client()).head_object(**params)
+            return delegated
         return _result(answer)
 
     async def put_object(self, **params: Any) -> dict[str, Any]:
@@ -881,7 +884,8 @@ class LeanS3Client:
                 idempotent=not conditional,
             )
         except _Delegate:
-            return await (await self.full_client()).put_object(**params)
+            delegated: dict[str, Any] = await (await self.full_client()).put_object(**params)
+            return delegated
         return _result(answer)
 
     # -- life cycle ---------------------------------------------------------------------

@@ -11,11 +11,12 @@ immutable and written once with :meth:`Storage.put`.
 
 from __future__ import annotations
 
+import builtins
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from icechunk.exceptions import InvalidInputError
 from icechunk.storage.settings import StorageSettings
@@ -66,10 +67,30 @@ class ObjectInfo:
 
 
 class Storage(ABC):
-    """Async object storage used by the repository engine."""
+    """Async object storage used by the repository engine.
+
+    A backend that :meth:`new_in_memory` or :meth:`new_local_filesystem` builds names
+    itself in its class statement (``class InMemoryStorage(Storage, backend="in_memory")``),
+    so this module refers to no backend; the ``icechunk.storage`` package imports both.
+    """
 
     #: Whether put_if_absent/put_if_version are real atomic conditional writes.
     supports_conditional_writes: bool = True
+
+    #: The named backends: constructors by name (see the class docstring).
+    _backends: ClassVar[dict[str, Callable[..., Storage]]] = {}
+
+    def __init_subclass__(cls, *, backend: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if backend is not None:
+            Storage._backends[backend] = cls
+
+    @staticmethod
+    def _backend(name: str) -> Callable[..., Storage]:
+        try:
+            return Storage._backends[name]
+        except KeyError:
+            raise RuntimeError(f"the {name!r} storage backend is not loaded") from None
 
     @abstractmethod
     async def get(self, key: str, byte_range: ByteRange | None = None) -> bytes:
@@ -139,20 +160,16 @@ class Storage(ABC):
     @classmethod
     def new_in_memory(cls) -> Storage:
         """An empty in-memory storage (same as ``ic.in_memory_storage()``)."""
-        from icechunk.storage.memory import InMemoryStorage
-
-        return InMemoryStorage()
+        return Storage._backend("in_memory")()
 
     @classmethod
     def new_local_filesystem(cls, path: str) -> Storage:
         """A local directory (same as ``ic.local_filesystem_storage(path)``)."""
-        from icechunk.storage import local_filesystem_storage
-
-        return local_filesystem_storage(path)
+        return Storage._backend("local_filesystem")(path)
 
     def list_objects(
         self, settings: Any = None, prefix: str | None = None
-    ) -> list[tuple[str, int]]:
+    ) -> builtins.list[tuple[str, int]]:
         """(key, size) of every object, optionally under ``prefix``."""
         return [
             (info.key, info.size_bytes) for info in self.list_objects_metadata(settings, prefix)
@@ -160,16 +177,16 @@ class Storage(ABC):
 
     def list_objects_metadata(
         self, settings: Any = None, prefix: str | None = None
-    ) -> list[ObjectInfo]:
+    ) -> builtins.list[ObjectInfo]:
         """Every object (key, size, last modified), optionally under ``prefix``."""
         from icechunk._util.sync import run
 
-        async def collect() -> list[ObjectInfo]:
+        async def collect() -> builtins.list[ObjectInfo]:
             return [info async for info in self.list(prefix or "")]
 
         return sorted(run(collect()), key=lambda info: info.key)
 
-    async def list_keys(self, prefix: str = "") -> list[str]:
+    async def list_keys(self, prefix: str = "") -> builtins.list[str]:
         """Keys of every object under ``prefix``, sorted."""
         return sorted([info.key async for info in self.list(prefix)])
 

@@ -18,7 +18,7 @@ import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from icechunk.exceptions import InvalidInputError
 
@@ -61,7 +61,7 @@ def expired(expires_after: datetime | None, now: datetime | None = None) -> bool
     if expires_after is None:
         return False
     now = now or datetime.now(UTC)
-    return now + REFRESH_MARGIN >= expires_after  # type: ignore[operator]
+    return now + REFRESH_MARGIN >= expires_after
 
 
 # -- S3 ------------------------------------------------------------------------------------
@@ -86,12 +86,23 @@ class S3StaticCredentials:
         return f"S3StaticCredentials(access_key_id={self.access_key_id!r}, secret_access_key=***)"
 
 
-class _Refreshable:
+class _Expiring(Protocol):
+    """What a refreshable credential's provider returns."""
+
+    @property
+    def expires_after(self) -> datetime | None: ...
+
+
+C = TypeVar("C", bound=_Expiring)
+
+
+class _Refreshable(Generic[C]):
     """A pickled provider function plus the credential it gave last (if any)."""
 
-    _kind: type = object
+    #: the type of credential the provider returns (set by each subclass)
+    _kind: type[C]
 
-    def __init__(self, pickled_function: bytes, current: Any = None) -> None:
+    def __init__(self, pickled_function: bytes, current: C | None = None) -> None:
         if not isinstance(pickled_function, bytes | bytearray):
             raise InvalidInputError(
                 "Refreshable credentials take the provider function pickled "
@@ -102,8 +113,8 @@ class _Refreshable:
                 f"current must be a {self._kind.__name__} or None, got {current!r}"
             )
         self.pickled_function = bytes(pickled_function)
-        self.current = current
-        self._function: Callable[[], Any] | None = None
+        self.current: C | None = current
+        self._function: Callable[[], object] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         return {"pickled_function": self.pickled_function, "current": self.current}
@@ -116,12 +127,12 @@ class _Refreshable:
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        return self.pickled_function == other.pickled_function  # type: ignore[attr-defined]
+        return self.pickled_function == other.pickled_function
 
     def __hash__(self) -> int:
         return hash((type(self), self.pickled_function))
 
-    def fetch(self) -> Any:
+    def fetch(self) -> C:
         """Fresh credentials: the scattered initial ones while valid, else the provider's.
 
         Blocking (it runs the user's function); backends call it in a thread.
@@ -129,9 +140,10 @@ class _Refreshable:
         current = self.current
         if current is not None and not expired(current.expires_after):
             return current
-        if self._function is None:
-            self._function = pickle.loads(self.pickled_function)
-        fresh = self._function()  # type: ignore[misc]
+        function = self._function
+        if function is None:
+            function = self._function = pickle.loads(self.pickled_function)
+        fresh = function()
         if not isinstance(fresh, self._kind):
             raise InvalidInputError(
                 f"the credentials function returned {type(fresh).__name__}, "
@@ -158,7 +170,7 @@ class S3Credentials:
 
         credentials: S3StaticCredentials
 
-    class Refreshable(_Refreshable):
+    class Refreshable(_Refreshable[S3StaticCredentials]):
         """Credentials obtained (and renewed on expiry) by calling a function."""
 
         _kind = S3StaticCredentials
@@ -354,7 +366,7 @@ class GcsCredentials:
 
         credentials: AnyGcsStaticCredential
 
-    class Refreshable(_Refreshable):
+    class Refreshable(_Refreshable[GcsBearerCredential]):
         """Bearer tokens obtained (and renewed on expiry) by calling a function."""
 
         _kind = GcsBearerCredential

@@ -21,12 +21,9 @@ from typing import Any
 
 from icechunk._util.sync import run_blocking
 from icechunk.exceptions import InvalidInputError, StorageError
-from icechunk.storage._remote import (
-    BucketStorage,
-    ClientHandle,
-    FailureKind,
-    range_header,
-)
+from icechunk.storage._bucket import BucketStorage, range_header
+from icechunk.storage._clients import ClientHandle
+from icechunk.storage._remote import FailureKind, RangeRead, RangeRequest
 from icechunk.storage.base import ObjectInfo, Version
 from icechunk.storage.credentials import (
     AnyGcsCredential,
@@ -146,7 +143,7 @@ class GcsStorage(BucketStorage):
 
     async def _open_client(self) -> ClientHandle:
         try:
-            from gcsfs.core import GCSFileSystem
+            from gcsfs.core import GCSFileSystem  # type: ignore[import-untyped]  # no type stubs (P11 replaces this transport)
         except ImportError as err:  # pragma: no cover - depends on the installation
             raise StorageError("GCS storage needs gcsfs: pip install 'icechunk-py[gcs]'") from err
         token, expires_at = await self._token()
@@ -197,7 +194,7 @@ class GcsStorage(BucketStorage):
         if isinstance(creds, GcsCredentials.Refreshable):
             bearer = await run_blocking(creds.fetch)
             return _bearer_credentials(bearer.bearer, bearer.expires_after), bearer.expires_after
-        static = creds.credentials  # type: ignore[union-attr]
+        static = creds.credentials
         if isinstance(
             static,
             GcsStaticCredentials.ServiceAccount | GcsStaticCredentials.ApplicationCredentials,
@@ -249,7 +246,14 @@ class GcsStorage(BucketStorage):
             if getattr(err, "code", None) == 416:
                 return b""
             raise
-        return contents
+        data: bytes = contents
+        return data
+
+    async def _read_if_unchanged(self, client: Any, want: RangeRequest) -> RangeRead:
+        # unconditional: the caller compares the versions of the response headers
+        headers = {**self._read_headers, "Range": want.range_header}
+        response_headers, data = await client.media(self._bucket, self._full(want.key), headers)
+        return RangeRead(data, response_headers.get("ETag"), response_headers.get("Last-Modified"))
 
     async def _read_versioned(self, client: Any, key: str) -> tuple[bytes, Version]:
         name = self._full(key)
@@ -325,7 +329,14 @@ def _bearer_credentials(token: str, expires_after: datetime | None) -> Any:
     expiry = None
     if expires_after is not None:  # google-auth compares naive UTC datetimes
         expiry = expires_after.astimezone(UTC).replace(tzinfo=None)
-    return Credentials(token, expiry=expiry)
+    # google-auth's Credentials.__init__ has no annotations
+    return Credentials(token, expiry=expiry)  # type: ignore[no-untyped-call]
+
+
+def _json_object(contents: bytes) -> dict[str, Any]:
+    """A JSON-API response body (always an object)."""
+    value: dict[str, Any] = json.loads(contents)
+    return value
 
 
 class _GcsClient:
@@ -349,7 +360,7 @@ class _GcsClient:
 
     async def metadata(self, bucket: str, name: str, headers: dict[str, str]) -> dict[str, Any]:
         _, contents = await self._call("GET", "b/{}/o/{}", bucket, name, headers=headers)
-        return json.loads(contents)
+        return _json_object(contents)
 
     async def list(
         self, bucket: str, prefix: str, token: str | None, headers: dict[str, str]
@@ -364,7 +375,7 @@ class _GcsClient:
             maxResults=1000,
             fields="items(name,size,updated),nextPageToken",
         )
-        return json.loads(contents)
+        return _json_object(contents)
 
     async def upload(
         self,
@@ -390,7 +401,7 @@ class _GcsClient:
             uploadType="multipart",
             **params,
         )
-        return json.loads(contents)
+        return _json_object(contents)
 
     async def delete(self, bucket: str, name: str, headers: dict[str, str]) -> None:
         await self._call("DELETE", "b/{}/o/{}", bucket, name, headers=headers)

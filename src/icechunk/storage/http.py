@@ -13,13 +13,21 @@ with the whole object is handled by slicing locally.
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import re
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlparse
 
 from icechunk.exceptions import InvalidInputError, StorageError
-from icechunk.storage._remote import ClientHandle, FailureKind, RemoteStorage
+from icechunk.storage._clients import ClientHandle
+from icechunk.storage._remote import (
+    FailureKind,
+    RangeRead,
+    RangeRequest,
+    RemoteStorage,
+)
 from icechunk.storage.base import ByteRange, ObjectInfo, Version, resolve_byte_range
 from icechunk.storage.settings import StorageSettings
 
@@ -117,7 +125,7 @@ class HttpStorage(RemoteStorage):
                 sock_read=read,
             ),
             connector=aiohttp.TCPConnector(
-                limit=min(self._max_concurrent_requests, 128), ssl=None if self._verify else False
+                limit=min(self._max_concurrent_requests, 128), ssl=self._verify
             ),
             auto_decompress=False,  # byte ranges are of the stored bytes
         )
@@ -156,6 +164,7 @@ class HttpStorage(RemoteStorage):
     async def _read(
         self, client: Any, key: str, start: int, end: int | None, suffix: int | None
     ) -> bytes:
+        header: str | None
         if suffix is not None:
             header = f"bytes=-{suffix}"
         elif end is not None:
@@ -167,6 +176,26 @@ class HttpStorage(RemoteStorage):
             lo, hi = resolve_byte_range(ByteRange(start, end, suffix), len(data))
             return data[lo:hi]
         return data
+
+    async def _read_if_unchanged(self, client: Any, want: RangeRequest) -> RangeRead:
+        url = self._url(want.key)
+        headers = {"Range": want.range_header}
+        etag = want.etag
+        if etag is not None:
+            headers["If-Match"] = etag if etag.startswith(('"', "W/")) else f'"{etag}"'
+        elif want.last_modified:
+            headers["If-Unmodified-Since"] = email.utils.formatdate(want.last_modified, usegmt=True)
+        async with client.get(url, headers=headers) as response:
+            if response.status == 412:
+                return RangeRead(b"", None, None, refused=True)
+            if response.status not in (200, 206):
+                raise HttpStatusError(response.status, url, response.reason or "")
+            data = await response.read()
+            if response.status == 200:  # the server ignored Range
+                data = data[want.start : want.end]
+            return RangeRead(
+                data, response.headers.get("ETag"), response.headers.get("Last-Modified")
+            )
 
     async def _read_versioned(self, client: Any, key: str) -> tuple[bytes, Version]:
         data, headers, _ = await self._fetch(client, key, None)
@@ -205,7 +234,7 @@ class HttpStorage(RemoteStorage):
         raise StorageError(self._read_only_reason)
 
 
-def _version(headers: Any, data: bytes | None) -> Version:
+def _version(headers: Mapping[str, str], data: bytes | None) -> Version:
     etag = headers.get("ETag")
     if etag:
         return etag

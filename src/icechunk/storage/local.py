@@ -25,15 +25,17 @@ different files of the same name).
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import errno
 import fcntl
 import hashlib
+import inspect
 import itertools
 import os
 import secrets
 import stat
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -73,8 +75,8 @@ def _version(data: bytes) -> Version:
     return hashlib.sha256(data).hexdigest()
 
 
-def _pread(fd: int, start: int, size: int) -> bytes:
-    """Read ``size`` bytes at ``start`` (fewer only at end of file)."""
+def pread(fd: int, start: int, size: int) -> bytes:
+    """Read ``size`` bytes at ``start`` of the open file ``fd`` (fewer only at end of file)."""
     data = os.pread(fd, size, start)
     if len(data) == size or not data:
         return data
@@ -106,7 +108,7 @@ def _read_file(path: str, byte_range: ByteRange | None = None) -> bytes:
     fd, size = _open_regular(path)
     try:
         start, stop = resolve_byte_range(byte_range, size)
-        return _pread(fd, start, stop - start)
+        return pread(fd, start, stop - start)
     finally:
         os.close(fd)
 
@@ -204,7 +206,7 @@ def _lock_key(directory: str, name: str, make_dirs: bool) -> int:
     return fd
 
 
-class LocalFileSystemStorage(Storage):
+class LocalFileSystemStorage(Storage, backend="local_filesystem"):
     """Objects stored as files below ``root`` (created on first write)."""
 
     #: Reads of at most this many bytes run inline on the event loop: for data in
@@ -274,7 +276,7 @@ class LocalFileSystemStorage(Storage):
         try:
             start, stop = resolve_byte_range(byte_range, size)
             if stop - start <= self.inline_read_limit:
-                return _pread(fd, start, stop - start)
+                return pread(fd, start, stop - start)
         except OSError as err:
             raise self._error(key, err) from err
         finally:
@@ -392,10 +394,10 @@ class LocalFileSystemStorage(Storage):
                 if len(batch) < _LIST_BATCH:
                     return
         finally:
-            if not walker.gi_running:  # else a cancelled thread still owns it
+            if inspect.getgeneratorstate(walker) != inspect.GEN_RUNNING:  # else a thread owns it
                 walker.close()
 
-    def _walk(self, prefix: str) -> Iterator[ObjectInfo]:
+    def _walk(self, prefix: str) -> Generator[ObjectInfo, None, None]:
         if not isinstance(prefix, str):
             raise InvalidInputError(f"list prefix must be a str, got {prefix!r}")
         *dirs, name_prefix = prefix.split("/")
@@ -433,7 +435,7 @@ class LocalFileSystemStorage(Storage):
         if items:
             await run_blocking(self._delete_sync, items)
 
-    def _delete_sync(self, items: list[tuple[str, str]]) -> None:
+    def _delete_sync(self, items: builtins.list[tuple[str, str]]) -> None:
         parents: set[str] = set()
         for key, path in items:
             try:

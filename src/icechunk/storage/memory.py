@@ -49,7 +49,7 @@ def _find_live_storage(token: str) -> InMemoryStorage:
     return storage
 
 
-class InMemoryStorage(Storage):
+class InMemoryStorage(Storage, backend="in_memory"):
     """Objects kept in a dict; every write gets a new, increasing version number."""
 
     def __init__(self) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from icechunk.exceptions import InvalidInputError
 from icechunk.storage.credentials import AnyGcsCredential, AnyS3Credential
-from icechunk.storage.s3 import ChecksumAlgorithm, S3Options
+from icechunk.storage.s3_options import ChecksumAlgorithm, S3Options
 
 # the official serde names are the lowercased AWS names ("crc32", ..., "sha256")
 _CHECKSUM_BY_NAME = {a.aws_name.lower(): a for a in ChecksumAlgorithm}
@@ -83,7 +83,7 @@ class ObjectStoreConfig:
         return ()
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other._fields() == self._fields()  # type: ignore[attr-defined]
+        return type(other) is type(self) and other._fields() == self._fields()
 
     def __hash__(self) -> int:
         return hash((type(self).__name__, repr(self._fields())))
@@ -140,8 +140,10 @@ class LocalFileSystem(ObjectStoreConfig):
         return {"local_file_system": self.path}
 
 
-class _S3Like(ObjectStoreConfig):
-    schemes = ("s3",)
+class S3Like(ObjectStoreConfig):
+    """Base of the S3 variants (S3, S3Compatible, Tigris): configured by ``S3Options``."""
+
+    schemes: tuple[str, ...] = ("s3",)
     _variant = "s3"
 
     def __init__(self, options: S3Options | None = None) -> None:
@@ -162,19 +164,19 @@ class _S3Like(ObjectStoreConfig):
         return {self._variant: s3_options_to_serde(self.options)}
 
 
-class S3(_S3Like):
+class S3(S3Like):
     """Amazon S3 (``s3://bucket/...`` locations)."""
 
     _variant = "s3"
 
 
-class S3Compatible(_S3Like):
+class S3Compatible(S3Like):
     """An S3-compatible store such as MinIO (``s3://bucket/...`` locations)."""
 
     _variant = "s3_compatible"
 
 
-class Tigris(_S3Like):
+class Tigris(S3Like):
     """Tigris (``s3://`` or ``tigris://`` locations)."""
 
     _variant = "tigris"
@@ -295,7 +297,7 @@ class Credentials:
             self.credentials = credentials
 
         def __eq__(self, other: object) -> bool:
-            return type(other) is type(self) and other.credentials == self.credentials  # type: ignore[attr-defined]
+            return type(other) is type(self) and other.credentials == self.credentials
 
         def __hash__(self) -> int:
             return hash((type(self).__name__, id(self.credentials)))

@@ -25,23 +25,21 @@ import ssl
 import sys
 import threading
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import UTC
-from enum import Enum
+from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlparse
 
 from icechunk._util.sync import run_blocking
 from icechunk.exceptions import InvalidInputError, StorageError
-from icechunk.storage._remote import (
-    BucketStorage,
-    ClientHandle,
-    FailureKind,
-    range_header,
-)
+from icechunk.storage._bucket import BucketStorage, range_header
+from icechunk.storage._clients import ClientHandle
+from icechunk.storage._remote import FailureKind, RangeRead, RangeRequest
 from icechunk.storage.base import ObjectInfo, Version
 from icechunk.storage.credentials import AnyS3Credential, S3Credentials, S3StaticCredentials
+from icechunk.storage.s3_options import ChecksumAlgorithm, S3Options
 from icechunk.storage.settings import StorageSettings
+
+# S3Options and ChecksumAlgorithm live in s3_options (light, for the package's namespace)
+__all__ = ["ChecksumAlgorithm", "S3Options", "S3Storage"]
 
 _MIN_PART_SIZE = 5 * 1024 * 1024
 _MAX_PARTS = 10_000
@@ -77,54 +75,6 @@ _WRITE_OPS = (
 )
 
 
-class ChecksumAlgorithm(Enum):
-    """Checksum algorithm for S3 write requests (``None``: the SDK's default)."""
-
-    Crc32 = 0
-    Crc32c = 1
-    Crc64Nvme = 2
-    Sha1 = 3
-    Sha256 = 4
-
-    @property
-    def aws_name(self) -> str:
-        return {0: "CRC32", 1: "CRC32C", 2: "CRC64NVME", 3: "SHA1", 4: "SHA256"}[self.value]
-
-
-@dataclass
-class S3Options:
-    """How to reach an S3-compatible endpoint (the official ``S3Options``)."""
-
-    region: str | None = None
-    endpoint_url: str | None = None
-    allow_http: bool = False
-    anonymous: bool = False
-    force_path_style: bool = False
-    network_stream_timeout_seconds: int | None = None
-    requester_pays: bool = False
-    checksum_algorithm: ChecksumAlgorithm | None = None
-
-    def __post_init__(self) -> None:
-        if self.endpoint_url is not None:
-            parsed = urlparse(self.endpoint_url)
-            if parsed.scheme not in ("http", "https") or not parsed.netloc:
-                raise InvalidInputError(
-                    f"endpoint_url must be an http(s) URL like http://localhost:9000, "
-                    f"got {self.endpoint_url!r}"
-                )
-            if parsed.scheme == "http" and not self.allow_http:
-                raise InvalidInputError(
-                    f"endpoint_url {self.endpoint_url!r} uses plain http: pass allow_http=True "
-                    "to allow unencrypted connections"
-                )
-        if self.checksum_algorithm is not None and not isinstance(
-            self.checksum_algorithm, ChecksumAlgorithm
-        ):
-            raise InvalidInputError(
-                f"checksum_algorithm must be a ChecksumAlgorithm, got {self.checksum_algorithm!r}"
-            )
-
-
 _SESSION: Any = None
 _SESSION_LOCK = threading.Lock()
 
@@ -137,7 +87,7 @@ def _shared_session() -> Any:
     global _SESSION
     with _SESSION_LOCK:
         if _SESSION is None:
-            import aiobotocore.session
+            import aiobotocore.session  # type: ignore[import-untyped]  # no type stubs (P11 replaces this transport)
 
             _SESSION = aiobotocore.session.get_session()
         return _SESSION
@@ -354,13 +304,13 @@ class S3Storage(BucketStorage):
             client, close, abandon = await self._open_full_client(static, anonymous)
             return ClientHandle(client, close, expires_at, abandon)
 
-        from icechunk.storage import _s3http
+        from icechunk.storage._s3http import LeanS3Client, Signer
 
         endpoint, path_style, region, signing = lean
         if signing is None:
-            signer = _s3http.Signer(region, None, None, None)
+            signer = Signer(region, None, None, None)
         else:
-            signer = _s3http.Signer(
+            signer = Signer(
                 region, signing.access_key_id, signing.secret_access_key, signing.session_token
             )
         timeouts = self._settings.effective_timeouts
@@ -372,7 +322,7 @@ class S3Storage(BucketStorage):
             return client
 
         checksum = options.checksum_algorithm
-        client = _s3http.LeanS3Client(
+        client = LeanS3Client(
             endpoint_url=endpoint,
             bucket=self._bucket,
             path_style=path_style,
@@ -386,18 +336,22 @@ class S3Storage(BucketStorage):
             checksum_algorithm=checksum.aws_name if checksum is not None else None,
         )
 
-        def abandon() -> None:
-            client.abandon(lambda _full: [fn() for fn in full_abandon])
+        def abandon_full(_full: Any) -> None:
+            for fn in full_abandon:
+                fn()
 
-        return ClientHandle(client, client.close, expires_at, abandon)
+        def abandon_lean() -> None:
+            client.abandon(abandon_full)
+
+        return ClientHandle(client, client.close, expires_at, abandon_lean)
 
     async def _open_full_client(
         self, static: S3StaticCredentials | None, anonymous: bool
     ) -> tuple[Any, Callable[[], Awaitable[None]], Callable[[], None]]:
         """An aiobotocore client: ``(client, close, abandon)``."""
         try:
-            from botocore import UNSIGNED
-            from botocore.config import Config
+            from botocore import UNSIGNED  # type: ignore[import-untyped]  # no type stubs (P11 replaces this transport)
+            from botocore.config import Config  # type: ignore[import-untyped]  # no type stubs (P11 replaces this transport)
         except ImportError as err:  # pragma: no cover - depends on the installation
             raise StorageError(
                 "S3 storage needs aiobotocore: pip install 'icechunk-py[s3]'"
@@ -472,7 +426,7 @@ class S3Storage(BucketStorage):
             return FailureKind.TRANSIENT
         if "botocore" not in sys.modules:  # then it cannot be one of botocore's errors
             return FailureKind.OTHER
-        from botocore.exceptions import (
+        from botocore.exceptions import (  # type: ignore[import-untyped]  # no type stubs
             ConnectionError,
             HTTPClientError,
             IncompleteReadError,
@@ -516,7 +470,21 @@ class S3Storage(BucketStorage):
                 return b""  # the object exists but is shorter than start
             raise
         async with response["Body"] as body:
-            return await body.read()
+            data: bytes = await body.read()
+        return data
+
+    async def _read_if_unchanged(self, client: Any, want: RangeRequest) -> RangeRead:
+        params = self._params(want.key)
+        params["Range"] = want.range_header
+        etag = want.etag
+        if etag is not None:
+            params["IfMatch"] = etag if etag.startswith('"') else f'"{etag}"'
+        elif want.last_modified:
+            params["IfUnmodifiedSince"] = datetime.fromtimestamp(want.last_modified, UTC)
+        response = await client.get_object(**params)
+        async with response["Body"] as body:
+            data = await body.read()
+        return RangeRead(data, response.get("ETag"), response.get("LastModified"))
 
     async def _read_versioned(self, client: Any, key: str) -> tuple[bytes, Version]:
         response = await client.get_object(**self._params(key))
@@ -545,7 +513,8 @@ class S3Storage(BucketStorage):
         if self._options.checksum_algorithm is not None:
             params["ChecksumAlgorithm"] = self._options.checksum_algorithm.aws_name
         response = await client.put_object(**params)
-        return response["ETag"]
+        etag: Version = response["ETag"]
+        return etag
 
     async def _head(self, client: Any, key: str) -> Version | None:
         try:
@@ -554,7 +523,8 @@ class S3Storage(BucketStorage):
             if self._classify(err) is FailureKind.NOT_FOUND:
                 return None
             raise
-        return response["ETag"]
+        etag: Version = response["ETag"]
+        return etag
 
     async def _list_page(
         self, client: Any, prefix: str, token: Any
@@ -626,7 +596,8 @@ class S3Storage(BucketStorage):
         storage_class = self._settings.storage_class_for(key)
         if storage_class:
             params["StorageClass"] = storage_class
-        return await client.create_multipart_upload(**params)
+        created: dict[str, Any] = await client.create_multipart_upload(**params)
+        return created
 
     async def _mpu_part(
         self, key: str, upload_id: str, number: int, body: bytes, client: Any
@@ -634,7 +605,8 @@ class S3Storage(BucketStorage):
         response = await client.upload_part(
             **self._params(key), UploadId=upload_id, PartNumber=number, Body=body
         )
-        return response["ETag"]
+        etag: str = response["ETag"]
+        return etag
 
     async def _mpu_complete(
         self, key: str, upload_id: str, parts: list[dict[str, Any]], client: Any

@@ -13,9 +13,11 @@ official package persists storage settings inside the repository config.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Self, overload
 
+from icechunk._util.backoff import Backoff
 from icechunk.exceptions import InvalidInputError
 
 #: Default number of tries for a request, including the first one.
@@ -57,8 +59,16 @@ class _Settings:
             out[f.name] = value.to_dict() if isinstance(value, _Settings) else value
         return out
 
+    @overload
     @classmethod
-    def from_dict(cls, value: dict[str, Any] | None) -> Any:
+    def from_dict(cls, value: None) -> None: ...
+
+    @overload
+    @classmethod
+    def from_dict(cls, value: dict[str, Any]) -> Self: ...
+
+    @classmethod
+    def from_dict(cls, value: dict[str, Any] | None) -> Self | None:
         if value is None:
             return None
         if not isinstance(value, dict):
@@ -69,7 +79,8 @@ class _Settings:
                 item = value[f.name]
                 nested = cls._nested.get(f.name)
                 kwargs[f.name] = nested.from_dict(item) if nested and item is not None else item
-        return cls(**kwargs)
+        make: Callable[..., Self] = cls  # a dataclass: its fields are its arguments
+        return make(**kwargs)
 
 
 @dataclass
@@ -91,16 +102,19 @@ class StorageRetriesSettings(_Settings):
     def effective_max_tries(self) -> int:
         return DEFAULT_MAX_TRIES if self.max_tries is None else self.max_tries
 
-    def backoff_seconds(self, retry: int, rng: random.Random | None = None) -> float:
-        """Seconds to wait before retry number ``retry`` (1 for the first retry)."""
+    def _backoff(self) -> Backoff:
+        """The wait policy these settings describe (defaults filled in)."""
         initial = (
             DEFAULT_INITIAL_BACKOFF_MS
             if self.initial_backoff_ms is None
             else self.initial_backoff_ms
         )
         cap = DEFAULT_MAX_BACKOFF_MS if self.max_backoff_ms is None else self.max_backoff_ms
-        ceiling = min(cap, initial * 2 ** min(retry - 1, 40)) / 1000.0
-        return ceiling * (rng or random).uniform(0.5, 1.0)
+        return Backoff(initial / 1000.0, cap / 1000.0, min_fraction=0.5)
+
+    def backoff_seconds(self, retry: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait before retry number ``retry`` (1 for the first retry)."""
+        return self._backoff().delay(retry - 1, rng)
 
 
 @dataclass

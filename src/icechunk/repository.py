@@ -1,10 +1,7 @@
 """Repository: create and open, branches and tags, history, sessions, diffs.
 
-The official ``icechunk.repository`` module. :class:`Repository` is a façade over the
-engine's :class:`~icechunk._core.state.RepoState`: its methods check their arguments and
-call ``_core`` (lifecycle, refs, history) and, through the method groups it inherits from
-``_repository_admin`` and ``_repository_maintenance``, ``_core.admin`` and ``_maintenance``.
-Each ``x_async`` method has a blocking twin ``x``.
+The official ``icechunk.repository`` module: a façade over the engine's ``RepoState``
+(``docs/architecture.md``). Each ``x_async`` method has a blocking twin ``x``.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ register_accessors()
 
 def to_icechunk(obj, session, **kwargs):  # type: ignore[no-untyped-def]
     """Same as :func:`icechunk.xarray.to_icechunk`."""
-    from icechunk.xarray import to_icechunk as write
+    from icechunk_xarray.write import to_icechunk as write
 
     return write(obj, session, **kwargs)
 

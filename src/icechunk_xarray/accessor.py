@@ -49,7 +49,7 @@ class _Accessor:
 
         Nothing is committed: call ``session.commit(message)`` afterwards.
         """
-        from icechunk.xarray import to_icechunk
+        from icechunk_xarray.write import to_icechunk
 
         to_icechunk(
             self._obj,

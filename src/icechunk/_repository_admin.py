@@ -112,14 +112,11 @@ class RepositoryAdminMethods:
 
     def ops_log(self) -> Iterator[Update]:
         """Every administrative change of the repository, newest first."""
-        return iter(run(self._ops_log_list()))
+        return iter(run(admin.ops_log(self._state)))
 
     async def ops_log_async(self) -> AsyncIterator[Update]:
-        for update in await self._ops_log_list():
+        for update in await admin.ops_log(self._state):
             yield update
-
-    async def _ops_log_list(self) -> list[Update]:
-        return await admin.ops_log(self._state)
 
     # -- manifests --------------------------------------------------------------
 
